@@ -1,0 +1,425 @@
+//! Baton's wire types: the HTTP/JSON contract between the server and every client.
+//!
+//! Only these types are serialized; the core's domain types never are.
+//!
+//! **Boundary:** this crate is the contract with runners already deployed. A change that an
+//! older runner cannot read needs a new API version.
+//!
+//! Timestamps are RFC 3339 strings in UTC; durations are integer milliseconds in fields that
+//! end in `_ms`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// The API version prefix.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Every error the API returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable, stable: `stale_lease`, `unauthorized`, `invalid_json`, ...
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// What to do about it, when there is something to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+// ----- registration -----
+
+/// Registers a runner with a registration token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// A registration token from `POST /api/v1/registration-tokens`.
+    pub token: String,
+    pub name: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Jobs run at once; ephemeral runners always have 1.
+    #[serde(default = "one")]
+    pub capacity: u32,
+    /// Runs exactly one job, then leaves.
+    #[serde(default)]
+    pub ephemeral: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Registers the runner a JIT config was created for.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterJitRequest {
+    pub jit_config: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegisterResponse {
+    pub runner: RunnerInfo,
+    /// The runner's credential. Shown once; the server keeps only its hash.
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRegistrationTokenRequest {
+    /// Labels every runner registered with this token gets.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Lifetime in seconds; default one hour, at most 30 days.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// How many runners may register with it; unlimited when absent.
+    #[serde(default)]
+    pub max_uses: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RegistrationTokenResponse {
+    /// Shown once; the server keeps only its hash.
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJitConfigRequest {
+    pub name: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default = "one")]
+    pub capacity: u32,
+    /// JIT runners are ephemeral unless told otherwise.
+    #[serde(default = "yes")]
+    pub ephemeral: bool,
+    /// Lifetime in seconds; default one hour.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JitConfigResponse {
+    pub runner: RunnerInfo,
+    /// Pass to `baton runner --jit`. Works once; shown once.
+    pub jit_config: String,
+    pub expires_at: String,
+}
+
+// ----- sessions and messages -----
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SessionResponse {
+    pub session_id: i64,
+    pub runner_id: i64,
+    pub timeouts: ProtocolTimeouts,
+}
+
+/// The timing the server enforces, so runners need no configuration of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProtocolTimeouts {
+    pub lease_ttl_ms: u64,
+    pub renew_interval_ms: u64,
+    pub accept_timeout_ms: u64,
+    pub session_ttl_ms: u64,
+    pub long_poll_max_ms: u64,
+}
+
+/// Query of a long-poll.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PollQuery {
+    /// Seconds to wait for a message when none is waiting; 0 returns at once. At most 60.
+    #[serde(default)]
+    pub wait: Option<u64>,
+    /// Slots free on the runner now: workers reaped and attempt directories removed.
+    #[serde(default)]
+    pub free_slots: Option<u32>,
+    /// The id of the newest message the runner has processed; older messages are dropped.
+    #[serde(default)]
+    pub ack: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PollResponse {
+    pub messages: Vec<RunnerMessage>,
+}
+
+/// A message for a runner. Delivered at least once, until acknowledged by a later poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunnerMessage {
+    pub id: i64,
+    #[serde(flatten)]
+    pub body: MessageBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MessageBody {
+    /// Accept within the accept timeout, or the offer goes elsewhere.
+    JobOffer(JobOffer),
+    /// Stop the attempt and complete it as cancelled.
+    Cancel { job_id: i64, attempt: u32, epoch: u64 },
+    /// Take no new jobs; finish the running ones.
+    Drain,
+    /// The runner was retired: finish nothing new, say goodbye and exit.
+    Retire,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobOffer {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub epoch: u64,
+    /// The job token for this attempt and epoch; every job call carries it.
+    pub token: String,
+    pub spec: JobSpec,
+}
+
+// ----- job calls (fenced) -----
+
+/// The fence every job call carries.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FencedRequest {
+    pub epoch: u64,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LeaseResponse {
+    pub lease_deadline: String,
+    pub lease_ttl_ms: u64,
+    /// The job was cancelled: stop it and complete it as `cancelled`.
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogUploadRequest {
+    pub epoch: u64,
+    pub token: String,
+    /// Chunks of one attempt are numbered from 1 without gaps.
+    pub seq: u64,
+    /// At most 64 KiB.
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogUploadResponse {
+    /// False when the chunk was already stored (a retry).
+    pub stored: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptResult {
+    Success,
+    Failure,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub epoch: u64,
+    pub token: String,
+    pub result: AttemptResult,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+}
+
+// ----- jobs -----
+
+/// A job as submitted: labels to match and shell steps to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: String,
+    /// A runner must carry all of them.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub steps: Vec<StepSpec>,
+    #[serde(default)]
+    pub timeout_minutes: Option<u32>,
+    /// Attempts before a job whose runners keep vanishing fails as `infrastructure_failure`.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub run: String,
+    /// `bash` (default), `sh`, `python`, or a template containing `{0}`.
+    #[serde(default)]
+    pub shell: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub working_directory: Option<String>,
+    #[serde(default)]
+    pub continue_on_error: bool,
+    #[serde(default)]
+    pub timeout_minutes: Option<u32>,
+    /// `success()` (default), `failure()` or `always()`.
+    #[serde(default, rename = "if")]
+    pub condition: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    pub id: i64,
+    pub name: String,
+    pub labels: Vec<String>,
+    /// `queued`, `running` or `completed`.
+    pub state: String,
+    /// `success`, `failure`, `cancelled` or `infrastructure_failure` once completed.
+    pub conclusion: Option<String>,
+    pub reason: Option<String>,
+    pub max_attempts: u32,
+    pub cancel_requested: bool,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+    pub attempts: Vec<Attempt>,
+    pub spec: JobSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Attempt {
+    pub number: u32,
+    /// `queued`, `offered`, `running`, `completed` or `lost`.
+    pub state: String,
+    pub runner_id: Option<i64>,
+    pub epoch: Option<u64>,
+    pub result: Option<AttemptResult>,
+    pub outputs: BTreeMap<String, String>,
+    pub reason: Option<String>,
+    pub queued_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
+
+/// Paging for lists: rows with id greater than `after`, at most `limit` (default 100, max 1000).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    #[serde(default)]
+    pub after: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogChunk {
+    pub seq: u64,
+    pub at: String,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    pub chunks: Vec<LogChunk>,
+}
+
+// ----- runners -----
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunnerInfo {
+    pub id: i64,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub pool: String,
+    pub capacity: u32,
+    pub ephemeral: bool,
+    /// The lifecycle state: `registered`, `active`, `draining`, `retiring`, `offline`, `gone`.
+    pub state: String,
+    /// What an operator wants to know, computed at read time: `idle`, `busy`, `draining`,
+    /// `retiring`, `offline`, `registered` or `gone`.
+    pub status: String,
+    /// True exactly when an offered or running attempt references this runner, read in the same
+    /// snapshot as everything else here. Never a stored flag.
+    pub busy: bool,
+    /// Whether the runner has a live session.
+    pub online: bool,
+    /// The offered and running attempts it holds.
+    pub jobs: Vec<HeldAttempt>,
+    pub created_at: String,
+    pub last_seen_at: String,
+    /// The newest event visible in the snapshot this answer was read from.
+    pub as_of_event: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HeldAttempt {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunnerList {
+    pub runners: Vec<RunnerInfo>,
+}
+
+/// The answer of retire-if-idle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RetireResponse {
+    /// The runner will never be offered a job again; its machine may be terminated.
+    Retired,
+    /// The runner holds this attempt; nothing changed. Do not terminate it.
+    Busy { job_id: i64, attempt: u32 },
+}
+
+// ----- events -----
+
+/// One row of the events stream (`data:` of a server-sent event whose `id:` is `seq`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub seq: i64,
+    pub at: String,
+    /// `job.queued`, `job.offered`, `job.started`, `job.completed`, `runner.online`, ...
+    pub kind: String,
+    pub job_id: Option<i64>,
+    pub attempt: Option<u32>,
+    pub runner_id: Option<i64>,
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Start after this sequence number (the `Last-Event-ID` header takes precedence).
+    #[serde(default)]
+    pub after: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

@@ -1,0 +1,485 @@
+//! The typed HTTP client for Baton's API.
+//!
+//! **Invariant:** this is the only way the runner, the scaler, the CLI and the tests reach the
+//! server. Retry policy lives here and nowhere else: [`Error::is_retryable`] decides from the
+//! error's kind, never from message text, and [`Backoff`] spaces the retries.
+
+use std::time::Duration;
+
+use baton_api as api;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use api::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error.
+    #[error("{method} {url}: {status}: {}{}", body.message, body.hint.as_ref().map(|hint| format!(" (hint: {hint})")).unwrap_or_default())]
+    Api { method: Method, url: String, status: StatusCode, body: ErrorBody },
+    /// The request did not get an answer: connection refused or reset, timeout.
+    #[error("{method} {url}: {source}")]
+    Transport {
+        method: Method,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer was not what the API promises.
+    #[error("{method} {url}: unreadable answer: {message}")]
+    Decode { method: Method, url: String, message: String },
+    #[error("invalid server URL {url:?}: {message}")]
+    InvalidUrl { url: String, message: String },
+}
+
+impl Error {
+    /// True when the same request may succeed later: no answer at all, or a server that is
+    /// overloaded or failing. A 4xx never is: the request itself must change.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { .. } => true,
+            Error::Api { status, .. } => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
+            Error::Decode { .. } | Error::InvalidUrl { .. } => false,
+        }
+    }
+
+    /// The API's machine-readable error code, when the server answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Api { body, .. } => Some(&body.code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The attempt's lease is no longer held: stop its worker and report nothing more for it.
+    pub fn is_stale_lease(&self) -> bool {
+        self.code() == Some("stale_lease")
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exponential backoff with full jitter, capped.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Backoff {
+        Backoff { next: first, max }
+    }
+
+    /// The next delay: uniformly random up to the current ceiling, which doubles each time.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand_below(nanos.max(1)))
+    }
+}
+
+fn rand_below(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh SipHash key per call is random enough to spread retries; no crypto needed.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(bound);
+    hasher.finish() % bound
+}
+
+/// A client of one Baton server, with an optional bearer token (admin token or runner
+/// credential).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// Requests that are not long-polls give up after this long.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Client {
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Client> {
+        let base = base_url.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::InvalidUrl {
+                url: base_url.into(),
+                message: "must start with http:// or https://".into(),
+            });
+        }
+        // One TLS provider for the whole process; a second install is a harmless no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|error| Error::InvalidUrl { url: base_url.into(), message: error.to_string() })?;
+        Ok(Client { http, base, token })
+    }
+
+    /// The same server with another bearer token.
+    pub fn with_token(&self, token: impl Into<String>) -> Client {
+        Client { http: self.http.clone(), base: self.base.clone(), token: Some(token.into()) }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T> {
+        let response = self.send(method.clone(), path, body, timeout).await?;
+        let url = response.url().to_string();
+        let bytes = response.bytes().await.map_err(|source| Error::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|error| Error::Decode { method, url, message: error.to_string() })
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.base, path);
+        let mut request = self.http.request(method.clone(), &url).timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|source| Error::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.map_err(|source| Error::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            source,
+        })?;
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
+            code: format!("http_{}", status.as_u16()),
+            message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            hint: None,
+        });
+        Err(Error::Api { method, url, status, body })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::GET, path, None, REQUEST_TIMEOUT).await
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.call(Method::POST, path, Some(body), REQUEST_TIMEOUT).await
+    }
+
+    async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::POST, path, None, REQUEST_TIMEOUT).await
+    }
+
+    async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::DELETE, path, None, REQUEST_TIMEOUT).await
+    }
+
+    /// Sends raw bytes as a JSON body, for tests of the server's input handling.
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
+        let url = format!("{}{}", self.base, path);
+        let mut request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|source| Error::Transport {
+            method: Method::POST,
+            url: url.clone(),
+            source,
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|source| Error::Transport {
+            method: Method::POST,
+            url: url.clone(),
+            source,
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|error| Error::Decode {
+                method: Method::POST,
+                url,
+                message: error.to_string(),
+            });
+        }
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
+            code: format!("http_{}", status.as_u16()),
+            message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            hint: None,
+        });
+        Err(Error::Api { method: Method::POST, url, status, body })
+    }
+
+    // ----- runner protocol -----
+
+    pub async fn register(&self, request: &api::RegisterRequest) -> Result<api::RegisterResponse> {
+        self.post("/api/v1/runners/register", request).await
+    }
+
+    pub async fn register_jit(&self, request: &api::RegisterJitRequest) -> Result<api::RegisterResponse> {
+        self.post("/api/v1/runners/register-jit", request).await
+    }
+
+    pub async fn open_session(&self) -> Result<api::SessionResponse> {
+        self.post_empty("/api/v1/sessions").await
+    }
+
+    /// Long-polls for messages; waits up to `wait` for one.
+    pub async fn poll(&self, session_id: i64, wait: Duration, free_slots: u32, ack: i64) -> Result<api::PollResponse> {
+        let path =
+            format!("/api/v1/sessions/{session_id}/messages?wait={}&free_slots={free_slots}&ack={ack}", wait.as_secs());
+        self.call::<(), _>(Method::GET, &path, None, wait + REQUEST_TIMEOUT).await
+    }
+
+    pub async fn goodbye(&self, session_id: i64) -> Result<api::RunnerInfo> {
+        self.delete(&format!("/api/v1/sessions/{session_id}")).await
+    }
+
+    pub async fn accept(&self, job_id: i64, attempt: u32, fence: &api::FencedRequest) -> Result<api::LeaseResponse> {
+        self.post(&format!("/api/v1/jobs/{job_id}/attempts/{attempt}/accept"), fence).await
+    }
+
+    pub async fn renew(&self, job_id: i64, attempt: u32, fence: &api::FencedRequest) -> Result<api::LeaseResponse> {
+        self.post(&format!("/api/v1/jobs/{job_id}/attempts/{attempt}/renew"), fence).await
+    }
+
+    pub async fn upload_log(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        request: &api::LogUploadRequest,
+    ) -> Result<api::LogUploadResponse> {
+        self.post(&format!("/api/v1/jobs/{job_id}/attempts/{attempt}/logs"), request).await
+    }
+
+    pub async fn complete(&self, job_id: i64, attempt: u32, request: &api::CompleteRequest) -> Result<api::Job> {
+        self.post(&format!("/api/v1/jobs/{job_id}/attempts/{attempt}/complete"), request).await
+    }
+
+    // ----- operator API -----
+
+    pub async fn create_registration_token(
+        &self,
+        request: &api::CreateRegistrationTokenRequest,
+    ) -> Result<api::RegistrationTokenResponse> {
+        self.post("/api/v1/registration-tokens", request).await
+    }
+
+    pub async fn create_jit_config(&self, request: &api::CreateJitConfigRequest) -> Result<api::JitConfigResponse> {
+        self.post("/api/v1/jit-configs", request).await
+    }
+
+    pub async fn enqueue_job(&self, spec: &api::JobSpec) -> Result<api::Job> {
+        self.post("/api/v1/jobs", spec).await
+    }
+
+    pub async fn list_jobs(&self, after: i64, limit: usize) -> Result<api::JobList> {
+        self.get(&format!("/api/v1/jobs?after={after}&limit={limit}")).await
+    }
+
+    pub async fn get_job(&self, job_id: i64) -> Result<api::Job> {
+        self.get(&format!("/api/v1/jobs/{job_id}")).await
+    }
+
+    pub async fn cancel_job(&self, job_id: i64) -> Result<api::Job> {
+        self.post_empty(&format!("/api/v1/jobs/{job_id}/cancel")).await
+    }
+
+    pub async fn job_logs(&self, job_id: i64, attempt: u32, after: u64) -> Result<api::LogPage> {
+        self.get(&format!("/api/v1/jobs/{job_id}/attempts/{attempt}/logs?after={after}")).await
+    }
+
+    pub async fn list_runners(&self, after: i64, limit: usize) -> Result<api::RunnerList> {
+        self.get(&format!("/api/v1/runners?after={after}&limit={limit}")).await
+    }
+
+    pub async fn get_runner(&self, runner_id: i64) -> Result<api::RunnerInfo> {
+        self.get(&format!("/api/v1/runners/{runner_id}")).await
+    }
+
+    pub async fn retire_runner(&self, runner_id: i64) -> Result<api::RetireResponse> {
+        self.post_empty(&format!("/api/v1/runners/{runner_id}/retire")).await
+    }
+
+    pub async fn drain_runner(&self, runner_id: i64) -> Result<api::RunnerInfo> {
+        self.post_empty(&format!("/api/v1/runners/{runner_id}/drain")).await
+    }
+
+    pub async fn resume_runner(&self, runner_id: i64) -> Result<api::RunnerInfo> {
+        self.post_empty(&format!("/api/v1/runners/{runner_id}/resume")).await
+    }
+
+    pub async fn remove_runner(&self, runner_id: i64) -> Result<api::RunnerInfo> {
+        self.delete(&format!("/api/v1/runners/{runner_id}")).await
+    }
+
+    pub async fn health(&self) -> Result<api::Health> {
+        self.get("/healthz").await
+    }
+
+    pub async fn metrics_text(&self) -> Result<String> {
+        let response = self.send::<()>(Method::GET, "/metrics", None, REQUEST_TIMEOUT).await?;
+        let url = response.url().to_string();
+        response.text().await.map_err(|source| Error::Transport { method: Method::GET, url, source })
+    }
+
+    pub async fn openapi(&self) -> Result<serde_json::Value> {
+        self.get("/api/openapi.json").await
+    }
+
+    /// Follows the event stream after sequence `after`.
+    pub async fn events(&self, after: i64) -> Result<EventStream> {
+        let path = format!("/api/v1/events?after={after}");
+        let url = format!("{}{}", self.base, path);
+        let mut request = self.http.get(&url).header("accept", "text/event-stream");
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|source| Error::Transport {
+            method: Method::GET,
+            url: url.clone(),
+            source,
+        })?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let bytes = response.bytes().await.unwrap_or_default();
+            let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
+                code: format!("http_{}", status.as_u16()),
+                message: String::from_utf8_lossy(&bytes).into(),
+                hint: None,
+            });
+            return Err(Error::Api { method: Method::GET, url, status, body });
+        }
+        Ok(EventStream { response, buffer: Vec::new(), url })
+    }
+}
+
+/// An open server-sent event stream of [`api::Event`]s.
+#[derive(Debug)]
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    url: String,
+}
+
+/// Longest event the stream accepts before giving up on the connection.
+const SSE_EVENT_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+impl EventStream {
+    /// The next event; `None` when the server closed the stream.
+    pub async fn next(&mut self) -> Option<Result<api::Event>> {
+        loop {
+            if let Some(end) = find_blank_line(&self.buffer) {
+                let block: Vec<u8> = self.buffer.drain(..end.1).collect();
+                let text = String::from_utf8_lossy(&block[..end.0]);
+                let data: Vec<&str> = text
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(|data| data.strip_prefix(' ').unwrap_or(data))
+                    .collect();
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let joined = data.join("\n");
+                return Some(serde_json::from_str(&joined).map_err(|error| Error::Decode {
+                    method: Method::GET,
+                    url: self.url.clone(),
+                    message: error.to_string(),
+                }));
+            }
+            if self.buffer.len() > SSE_EVENT_BYTES_MAX {
+                return Some(Err(Error::Decode {
+                    method: Method::GET,
+                    url: self.url.clone(),
+                    message: "event over 4 MiB".into(),
+                }));
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(None) => return None,
+                Err(source) => {
+                    return Some(Err(Error::Transport { method: Method::GET, url: self.url.clone(), source }));
+                }
+            }
+        }
+    }
+}
+
+/// The end of the first event block (`\n\n` or `\r\n\r\n`): (content end, block end).
+fn find_blank_line(buffer: &[u8]) -> Option<(usize, usize)> {
+    let lf = buffer.windows(2).position(|window| window == b"\n\n").map(|at| (at, at + 2));
+    let crlf = buffer.windows(4).position(|window| window == b"\r\n\r\n").map(|at| (at, at + 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_under_its_ceiling() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let ceilings = [100, 200, 400, 800, 1000, 1000];
+        for ceiling in ceilings {
+            assert!(backoff.next_delay() <= Duration::from_millis(ceiling));
+        }
+    }
+
+    #[test]
+    fn blank_line_detection() {
+        assert_eq!(find_blank_line(b"data: x\n\nrest"), Some((7, 9)));
+        assert_eq!(find_blank_line(b"data: x\r\n\r\n"), Some((7, 11)));
+        assert_eq!(find_blank_line(b"data: x\n"), None);
+    }
+
+    #[test]
+    fn only_transport_and_server_errors_are_retryable() {
+        let api_error = |status: u16| Error::Api {
+            method: Method::GET,
+            url: "http://x".into(),
+            status: StatusCode::from_u16(status).expect("valid status"),
+            body: ErrorBody { code: "x".into(), message: "m".into(), hint: None },
+        };
+        assert!(api_error(503).is_retryable());
+        assert!(api_error(429).is_retryable());
+        assert!(!api_error(409).is_retryable());
+        assert!(!api_error(401).is_retryable());
+    }
+}

@@ -1,0 +1,28 @@
+//! Health, metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use baton_api as api;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Healthy when the store answers a read.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = api::Health), (status = 500, body = api::ErrorBody)))]
+pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<api::Health>, ApiError> {
+    state.run(|store| store.last_event_seq()).await?;
+    Ok(Json(api::Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() }))
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,106 @@
+//! Baton's control plane.
+//!
+//! An imperative shell around the store: HTTP handlers authenticate the caller, validate the
+//! input, run ONE store transaction script on a blocking thread, and render the answer.
+//! Long-polls and the event stream wait on in-process notifications raised after each commit;
+//! sweepers expire offers, leases and sessions on a tick.
+//!
+//! Entry point: [`Server::start`], used by `baton server` and by the integration tests.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod openapi;
+pub mod state;
+pub mod sweeper;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{Config, Database};
+pub use state::AppState;
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    /// Set when the admin token was generated at this start; shown to the operator once.
+    generated_admin_token: Option<String>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Opens the store, binds the listener and starts serving and sweeping.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        config.timeouts.validate().context("check timeouts")?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("bind {}", config.listen))?;
+        Server::start_on(config, listener).await
+    }
+
+    /// Like [`Server::start`], on a listener the caller bound.
+    pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+        let addr = listener.local_addr().context("read the listener's address")?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (state, generated_admin_token) = AppState::open(&config, shutdown_rx.clone()).await?;
+        // Record liveness (extending deadlines after an outage) before the first request.
+        sweeper::sweep_once(&state, config.sweep_interval).await;
+        let app = http::router(state.clone());
+        sweeper::spawn(state.clone(), config.sweep_interval, shutdown_rx.clone());
+        let mut wait_for_shutdown = shutdown_rx;
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = wait_for_shutdown.wait_for(|stop| *stop).await;
+                })
+                .await
+                .context("serve HTTP")
+        });
+        tracing::info!(%addr, "baton server listening");
+        Ok(Server { addr, generated_admin_token, shutdown, task, state })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn generated_admin_token(&self) -> Option<&str> {
+        self.generated_admin_token.as_deref()
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stops accepting requests, ends long-polls and event streams, and waits for the server
+    /// task to finish.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await.context("join the server task")?
+    }
+
+    /// Waits until the server stops on its own (it does not, unless serving fails).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("join the server task")?
+    }
+
+    /// Signals shutdown without waiting.
+    pub fn trigger_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}

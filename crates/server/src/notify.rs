@@ -1,0 +1,67 @@
+//! In-process wake-ups after commits.
+//!
+//! The store tells the [`Hub`] which runners got messages and which events were appended; the
+//! hub wakes the long-polls of those runners and every event stream. Nobody polls the store on
+//! a timer to find out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use baton_core::RunnerId;
+use baton_store::{CommitObserver, Effects};
+use tokio::sync::{Notify, watch};
+
+use crate::metrics::Metrics;
+
+#[derive(Debug)]
+pub struct Hub {
+    runners: Mutex<HashMap<RunnerId, Arc<Notify>>>,
+    /// Bumped after every commit that appended events.
+    events: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    pub fn new(metrics: Arc<Metrics>) -> Hub {
+        Hub { runners: Mutex::new(HashMap::new()), events: watch::channel(0).0, metrics }
+    }
+
+    /// The notification a runner's long-polls wait on.
+    pub fn runner(&self, runner_id: RunnerId) -> Arc<Notify> {
+        let mut runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        runners.entry(runner_id).or_default().clone()
+    }
+
+    /// Drops the notification of a runner nobody waits on any more.
+    pub fn forget_idle(&self, runner_id: RunnerId) {
+        let mut runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if runners.get(&runner_id).is_some_and(|notify| Arc::strong_count(notify) == 1) {
+            runners.remove(&runner_id);
+        }
+    }
+
+    pub fn subscribe_events(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
+    }
+}
+
+impl CommitObserver for Hub {
+    fn committed(&self, effects: &Effects) {
+        for kind in &effects.events {
+            self.metrics.record_event(*kind);
+        }
+        if !effects.messaged.is_empty() {
+            let runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for runner_id in &effects.messaged {
+                if let Some(notify) = runners.get(runner_id) {
+                    // Stores a permit when no poll is waiting right now, so a poll that is
+                    // between its store read and its wait still wakes.
+                    notify.notify_one();
+                }
+            }
+        }
+        if !effects.events.is_empty() {
+            self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
+    }
+}

@@ -1,0 +1,796 @@
+//! The SQLite backend: the embedded default.
+//!
+//! One writer connection runs write transactions with `BEGIN IMMEDIATE`, so they are serial and
+//! each script's predicate and effect commit together. A small pool of reader connections
+//! serves read transactions from WAL snapshots without blocking the writer. Timestamps are
+//! stored as integer milliseconds, lists and maps as JSON text, states by their core names.
+//!
+//! rusqlite rather than sqlx: transactions here are synchronous closures over one connection,
+//! which keeps every script a plain function, and a statement costs a function call instead of
+//! a hop to a per-connection worker thread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use baton_core::{
+    Attempt, AttemptNo, AttemptResult, AttemptState, EventKind, EventSeq, JitConfig, Job, JobConclusion, JobId,
+    JobState, LeaseEpoch, Message, MessageId, RegistrationToken, Runner, RunnerId, RunnerState, Session, SessionId,
+    SessionState, Timestamp,
+};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::StoreError;
+use crate::tx::{Backend, Event, LogChunk, Tx};
+
+type R<T> = std::result::Result<T, StoreError>;
+
+/// Migrations in order; `PRAGMA user_version` records how many were applied.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+
+/// Reader connections kept open for read transactions.
+const READERS: usize = 4;
+
+/// How much a commit survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a committed transaction survives a crash of the Baton
+    /// process; the newest commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on disk before it is acknowledged, and survives a
+    /// power loss, at the cost of an fsync per commit.
+    Full,
+}
+
+#[derive(Debug)]
+pub struct SqliteBackend {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path, durability: Durability) -> R<SqliteBackend> {
+        let mut writer = Connection::open(path)?;
+        configure(&writer, durability)?;
+        migrate(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open(path)?;
+            configure(&reader, durability)?;
+            reader.pragma_update(None, "query_only", true)?;
+            readers.push(Mutex::new(reader));
+        }
+        Ok(SqliteBackend { writer: Mutex::new(writer), readers })
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for reader in &self.readers {
+            if let Ok(guard) = reader.try_lock() {
+                return guard;
+            }
+        }
+        self.readers[0].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn configure(connection: &Connection, durability: Durability) -> R<()> {
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    connection.pragma_update(None, "synchronous", synchronous)?;
+    connection.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+fn migrate(connection: &mut Connection) -> R<()> {
+    let applied: u32 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let known = u32::try_from(MIGRATIONS.len()).expect("fewer than 2^32 migrations");
+    if applied > known {
+        return Err(StoreError::SchemaTooNew { found: applied, known });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let version = u32::try_from(index + 1).expect("fewer than 2^32 migrations");
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql).map_err(|error| StoreError::Migration { version, message: error.to_string() })?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "applied sqlite migration");
+    }
+    Ok(())
+}
+
+impl Backend for SqliteBackend {
+    fn write(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<bool>) -> R<()> {
+        let mut connection = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let commit = body(&mut SqliteTx { connection: &tx })?;
+        if commit {
+            tx.commit()?;
+        } else {
+            tx.rollback()?;
+        }
+        Ok(())
+    }
+
+    fn read(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<()>) -> R<()> {
+        let mut connection = self.reader();
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        body(&mut SqliteTx { connection: &tx })?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+struct SqliteTx<'a> {
+    connection: &'a Connection,
+}
+
+// ----- column codecs -----
+
+fn ts(value: Timestamp) -> i64 {
+    i64::try_from(value.0).unwrap_or(i64::MAX)
+}
+
+fn ts_opt(value: Option<Timestamp>) -> Option<i64> {
+    value.map(ts)
+}
+
+fn to_ts(value: i64) -> Timestamp {
+    Timestamp(u64::try_from(value).unwrap_or(0))
+}
+
+fn json_list(list: &[String]) -> String {
+    serde_json::to_string(list).expect("a list of strings serializes")
+}
+
+fn parse_list(text: &str) -> R<Vec<String>> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("label list {text:?}: {error}")))
+}
+
+fn parse_map(text: &str) -> R<BTreeMap<String, String>> {
+    serde_json::from_str(text).map_err(|error| StoreError::Corrupt(format!("outputs {text:?}: {error}")))
+}
+
+fn parse_name<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>) -> R<T> {
+    parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} {text:?}")))
+}
+
+/// Reads rows with `map`, which may fail with a decoding error.
+fn collect<T>(
+    statement: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    map: fn(&Row<'_>) -> R<T>,
+) -> R<Vec<T>> {
+    let mut rows = statement.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+const RUNNER_COLUMNS: &str = "id, name, labels, pool, capacity, ephemeral, state, reported_free_slots, session_id, \
+                              credential_hash, created_at, last_seen_at";
+
+fn runner_row(row: &Row<'_>) -> R<Runner> {
+    Ok(Runner {
+        id: RunnerId(row.get(0)?),
+        name: row.get(1)?,
+        labels: parse_list(&row.get::<_, String>(2)?)?,
+        pool: row.get(3)?,
+        capacity: row.get(4)?,
+        ephemeral: row.get(5)?,
+        state: parse_name("runner state", &row.get::<_, String>(6)?, RunnerState::parse)?,
+        reported_free_slots: row.get(7)?,
+        session_id: row.get::<_, Option<i64>>(8)?.map(SessionId),
+        credential_hash: row.get(9)?,
+        created_at: to_ts(row.get(10)?),
+        last_seen_at: to_ts(row.get(11)?),
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, runner_id, state, opened_at, expires_at";
+
+fn session_row(row: &Row<'_>) -> R<Session> {
+    Ok(Session {
+        id: SessionId(row.get(0)?),
+        runner_id: RunnerId(row.get(1)?),
+        state: parse_name("session state", &row.get::<_, String>(2)?, SessionState::parse)?,
+        opened_at: to_ts(row.get(3)?),
+        expires_at: to_ts(row.get(4)?),
+    })
+}
+
+const JOB_COLUMNS: &str = "id, name, labels, spec, state, conclusion, reason, max_attempts, attempt, epoch, \
+                           cancel_requested, created_at, completed_at";
+
+fn job_row(row: &Row<'_>) -> R<Job> {
+    Ok(Job {
+        id: JobId(row.get(0)?),
+        name: row.get(1)?,
+        labels: parse_list(&row.get::<_, String>(2)?)?,
+        spec: row.get(3)?,
+        state: parse_name("job state", &row.get::<_, String>(4)?, JobState::parse)?,
+        conclusion: match row.get::<_, Option<String>>(5)? {
+            Some(text) => Some(parse_name("conclusion", &text, JobConclusion::parse)?),
+            None => None,
+        },
+        reason: row.get(6)?,
+        max_attempts: row.get(7)?,
+        attempt: AttemptNo(row.get(8)?),
+        epoch: LeaseEpoch(u64::try_from(row.get::<_, i64>(9)?).unwrap_or(0)),
+        cancel_requested: row.get(10)?,
+        created_at: to_ts(row.get(11)?),
+        completed_at: row.get::<_, Option<i64>>(12)?.map(to_ts),
+    })
+}
+
+const ATTEMPT_COLUMNS: &str = "job_id, number, state, runner_id, epoch, queued_at, offered_at, accept_deadline, \
+                               started_at, lease_deadline, ended_at, result, outputs, reason";
+
+fn attempt_row(row: &Row<'_>) -> R<Attempt> {
+    Ok(Attempt {
+        job_id: JobId(row.get(0)?),
+        number: AttemptNo(row.get(1)?),
+        state: parse_name("attempt state", &row.get::<_, String>(2)?, AttemptState::parse)?,
+        runner_id: row.get::<_, Option<i64>>(3)?.map(RunnerId),
+        epoch: row.get::<_, Option<i64>>(4)?.map(|epoch| LeaseEpoch(u64::try_from(epoch).unwrap_or(0))),
+        queued_at: to_ts(row.get(5)?),
+        offered_at: row.get::<_, Option<i64>>(6)?.map(to_ts),
+        accept_deadline: row.get::<_, Option<i64>>(7)?.map(to_ts),
+        started_at: row.get::<_, Option<i64>>(8)?.map(to_ts),
+        lease_deadline: row.get::<_, Option<i64>>(9)?.map(to_ts),
+        ended_at: row.get::<_, Option<i64>>(10)?.map(to_ts),
+        result: match row.get::<_, Option<String>>(11)? {
+            Some(text) => Some(parse_name("attempt result", &text, AttemptResult::parse)?),
+            None => None,
+        },
+        outputs: parse_map(&row.get::<_, String>(12)?)?,
+        reason: row.get(13)?,
+    })
+}
+
+fn attempt_with_labels_row(row: &Row<'_>) -> R<(Attempt, Vec<String>)> {
+    let attempt = attempt_row(row)?;
+    let labels = parse_list(&row.get::<_, String>(14)?)?;
+    Ok((attempt, labels))
+}
+
+const TOKEN_COLUMNS: &str = "id, hash, labels, pool, expires_at, max_uses, uses, revoked, created_at";
+
+fn token_row(row: &Row<'_>) -> R<RegistrationToken> {
+    Ok(RegistrationToken {
+        id: row.get(0)?,
+        hash: row.get(1)?,
+        labels: parse_list(&row.get::<_, String>(2)?)?,
+        pool: row.get(3)?,
+        expires_at: to_ts(row.get(4)?),
+        max_uses: row.get(5)?,
+        uses: row.get(6)?,
+        revoked: row.get(7)?,
+        created_at: to_ts(row.get(8)?),
+    })
+}
+
+fn jit_row(row: &Row<'_>) -> R<JitConfig> {
+    Ok(JitConfig {
+        hash: row.get(0)?,
+        runner_id: RunnerId(row.get(1)?),
+        expires_at: to_ts(row.get(2)?),
+        used_at: row.get::<_, Option<i64>>(3)?.map(to_ts),
+        created_at: to_ts(row.get(4)?),
+    })
+}
+
+fn message_row(row: &Row<'_>) -> R<(MessageId, Message)> {
+    let id = MessageId(row.get(0)?);
+    let kind: String = row.get(1)?;
+    let job = row.get::<_, Option<i64>>(2)?.map(JobId);
+    let attempt = row.get::<_, Option<u32>>(3)?.map(AttemptNo);
+    let epoch = row.get::<_, Option<i64>>(4)?.map(|epoch| LeaseEpoch(u64::try_from(epoch).unwrap_or(0)));
+    let message = match (kind.as_str(), job, attempt, epoch) {
+        ("job_offer", Some(job_id), Some(attempt), Some(epoch)) => Message::JobOffer { job_id, attempt, epoch },
+        ("cancel", Some(job_id), Some(attempt), Some(epoch)) => Message::Cancel { job_id, attempt, epoch },
+        ("drain", ..) => Message::Drain,
+        ("retire", ..) => Message::Retire,
+        _ => return Err(StoreError::Corrupt(format!("message {id}: kind {kind:?} with missing fields"))),
+    };
+    Ok((id, message))
+}
+
+fn event_row(row: &Row<'_>) -> R<Event> {
+    Ok(Event {
+        seq: EventSeq(row.get(0)?),
+        at: to_ts(row.get(1)?),
+        kind: parse_name("event kind", &row.get::<_, String>(2)?, EventKind::parse)?,
+        job_id: row.get::<_, Option<i64>>(3)?.map(JobId),
+        attempt: row.get::<_, Option<u32>>(4)?.map(AttemptNo),
+        runner_id: row.get::<_, Option<i64>>(5)?.map(RunnerId),
+        data: row.get(6)?,
+    })
+}
+
+fn chunk_row(row: &Row<'_>) -> R<LogChunk> {
+    Ok(LogChunk { seq: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0), at: to_ts(row.get(1)?), data: row.get(2)? })
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+impl SqliteTx<'_> {
+    fn one<T>(&self, sql: &str, params: impl rusqlite::Params, map: fn(&Row<'_>) -> R<T>) -> R<Option<T>> {
+        let mut statement = self.connection.prepare_cached(sql)?;
+        let mut rows = statement.query(params)?;
+        match rows.next()? {
+            Some(row) => Ok(Some(map(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn many<T>(&self, sql: &str, params: impl rusqlite::Params, map: fn(&Row<'_>) -> R<T>) -> R<Vec<T>> {
+        let mut statement = self.connection.prepare_cached(sql)?;
+        collect(&mut statement, params, map)
+    }
+
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> R<usize> {
+        let mut statement = self.connection.prepare_cached(sql)?;
+        Ok(statement.execute(params)?)
+    }
+
+    fn insert_returning_id(&self, sql: &str, params: impl rusqlite::Params) -> R<i64> {
+        let mut statement = self.connection.prepare_cached(sql)?;
+        Ok(statement.query_row(params, |row| row.get(0))?)
+    }
+
+    fn exec_one(&self, what: &str, sql: &str, params: impl rusqlite::Params) -> R<()> {
+        match self.exec(sql, params)? {
+            1 => Ok(()),
+            n => Err(StoreError::Corrupt(format!("update of {what} changed {n} rows"))),
+        }
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn meta_get(&mut self, key: &str) -> R<Option<String>> {
+        let mut statement = self.connection.prepare_cached("SELECT value FROM meta WHERE key = ?1")?;
+        Ok(statement.query_row(params![key], |row| row.get(0)).optional()?)
+    }
+
+    fn meta_set(&mut self, key: &str, value: &str) -> R<()> {
+        self.exec(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    fn registration_token_insert(&mut self, token: &RegistrationToken) -> R<i64> {
+        self.insert_returning_id(
+            "INSERT INTO registration_tokens (hash, labels, pool, expires_at, max_uses, uses, revoked, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+            params![
+                token.hash,
+                json_list(&token.labels),
+                token.pool,
+                ts(token.expires_at),
+                token.max_uses,
+                token.uses,
+                token.revoked,
+                ts(token.created_at)
+            ],
+        )
+    }
+
+    fn registration_token_by_hash(&mut self, hash: &str) -> R<Option<RegistrationToken>> {
+        self.one(&format!("SELECT {TOKEN_COLUMNS} FROM registration_tokens WHERE hash = ?1"), params![hash], token_row)
+    }
+
+    fn registration_token_update(&mut self, token: &RegistrationToken) -> R<()> {
+        self.exec_one(
+            "registration token",
+            "UPDATE registration_tokens SET uses = ?2, revoked = ?3 WHERE id = ?1",
+            params![token.id, token.uses, token.revoked],
+        )
+    }
+
+    fn jit_insert(&mut self, jit: &JitConfig) -> R<()> {
+        self.exec(
+            "INSERT INTO jit_configs (hash, runner_id, expires_at, used_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![jit.hash, jit.runner_id.0, ts(jit.expires_at), ts_opt(jit.used_at), ts(jit.created_at)],
+        )?;
+        Ok(())
+    }
+
+    fn jit_by_hash(&mut self, hash: &str) -> R<Option<JitConfig>> {
+        self.one(
+            "SELECT hash, runner_id, expires_at, used_at, created_at FROM jit_configs WHERE hash = ?1",
+            params![hash],
+            jit_row,
+        )
+    }
+
+    fn jit_update(&mut self, jit: &JitConfig) -> R<()> {
+        self.exec_one(
+            "jit config",
+            "UPDATE jit_configs SET used_at = ?2 WHERE hash = ?1",
+            params![jit.hash, ts_opt(jit.used_at)],
+        )
+    }
+
+    fn runner_insert(&mut self, runner: &Runner) -> R<RunnerId> {
+        Ok(RunnerId(self.insert_returning_id(
+            "INSERT INTO runners (name, labels, pool, capacity, ephemeral, state, reported_free_slots, session_id, \
+             credential_hash, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+            params![
+                runner.name,
+                json_list(&runner.labels),
+                runner.pool,
+                runner.capacity,
+                runner.ephemeral,
+                runner.state.to_string(),
+                runner.reported_free_slots,
+                runner.session_id.map(|id| id.0),
+                runner.credential_hash,
+                ts(runner.created_at),
+                ts(runner.last_seen_at)
+            ],
+        )?))
+    }
+
+    fn runner_update(&mut self, runner: &Runner) -> R<()> {
+        self.exec_one(
+            "runner",
+            "UPDATE runners SET name = ?2, labels = ?3, pool = ?4, capacity = ?5, ephemeral = ?6, state = ?7, \
+             reported_free_slots = ?8, session_id = ?9, credential_hash = ?10, last_seen_at = ?11 WHERE id = ?1",
+            params![
+                runner.id.0,
+                runner.name,
+                json_list(&runner.labels),
+                runner.pool,
+                runner.capacity,
+                runner.ephemeral,
+                runner.state.to_string(),
+                runner.reported_free_slots,
+                runner.session_id.map(|id| id.0),
+                runner.credential_hash,
+                ts(runner.last_seen_at)
+            ],
+        )
+    }
+
+    fn runner_get(&mut self, id: RunnerId) -> R<Option<Runner>> {
+        self.one(&format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE id = ?1"), params![id.0], runner_row)
+    }
+
+    fn runner_by_credential(&mut self, hash: &str) -> R<Option<Runner>> {
+        self.one(&format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE credential_hash = ?1"), params![hash], runner_row)
+    }
+
+    fn runner_by_name(&mut self, name: &str) -> R<Option<Runner>> {
+        self.one(
+            &format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE name = ?1 AND state <> 'gone'"),
+            params![name],
+            runner_row,
+        )
+    }
+
+    fn runners_page(&mut self, after: RunnerId, limit: usize) -> R<Vec<Runner>> {
+        self.many(
+            &format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE id > ?1 ORDER BY id LIMIT ?2"),
+            params![after.0, limit_param(limit)],
+            runner_row,
+        )
+    }
+
+    fn runners_with_reported_slots(&mut self) -> R<Vec<Runner>> {
+        self.many(
+            &format!(
+                "SELECT {RUNNER_COLUMNS} FROM runners WHERE state = 'active' AND reported_free_slots > 0 ORDER BY id"
+            ),
+            [],
+            runner_row,
+        )
+    }
+
+    fn session_insert(&mut self, session: &Session) -> R<SessionId> {
+        Ok(SessionId(self.insert_returning_id(
+            "INSERT INTO sessions (runner_id, state, opened_at, expires_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            params![session.runner_id.0, session.state.to_string(), ts(session.opened_at), ts(session.expires_at)],
+        )?))
+    }
+
+    fn session_update(&mut self, session: &Session) -> R<()> {
+        self.exec_one(
+            "session",
+            "UPDATE sessions SET state = ?2, expires_at = ?3 WHERE id = ?1",
+            params![session.id.0, session.state.to_string(), ts(session.expires_at)],
+        )
+    }
+
+    fn session_get(&mut self, id: SessionId) -> R<Option<Session>> {
+        self.one(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"), params![id.0], session_row)
+    }
+
+    fn sessions_expired(&mut self, now: Timestamp) -> R<Vec<Session>> {
+        self.many(
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'open' AND expires_at < ?1 ORDER BY id"),
+            params![ts(now)],
+            session_row,
+        )
+    }
+
+    fn sessions_open(&mut self) -> R<Vec<Session>> {
+        self.many(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'open' ORDER BY id"), [], session_row)
+    }
+
+    fn job_insert(&mut self, job: &Job) -> R<JobId> {
+        Ok(JobId(self.insert_returning_id(
+            "INSERT INTO jobs (name, labels, spec, state, conclusion, reason, max_attempts, attempt, epoch, \
+             cancel_requested, created_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             RETURNING id",
+            params![
+                job.name,
+                json_list(&job.labels),
+                job.spec,
+                job.state.to_string(),
+                job.conclusion.map(|conclusion| conclusion.to_string()),
+                job.reason,
+                job.max_attempts,
+                job.attempt.0,
+                i64::try_from(job.epoch.0).unwrap_or(i64::MAX),
+                job.cancel_requested,
+                ts(job.created_at),
+                ts_opt(job.completed_at)
+            ],
+        )?))
+    }
+
+    fn job_update(&mut self, job: &Job) -> R<()> {
+        self.exec_one(
+            "job",
+            "UPDATE jobs SET state = ?2, conclusion = ?3, reason = ?4, attempt = ?5, epoch = ?6, cancel_requested = ?7, \
+             completed_at = ?8 WHERE id = ?1",
+            params![
+                job.id.0,
+                job.state.to_string(),
+                job.conclusion.map(|conclusion| conclusion.to_string()),
+                job.reason,
+                job.attempt.0,
+                i64::try_from(job.epoch.0).unwrap_or(i64::MAX),
+                job.cancel_requested,
+                ts_opt(job.completed_at)
+            ],
+        )
+    }
+
+    fn job_get(&mut self, id: JobId) -> R<Option<Job>> {
+        self.one(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), params![id.0], job_row)
+    }
+
+    fn jobs_page(&mut self, after: JobId, limit: usize) -> R<Vec<Job>> {
+        self.many(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id > ?1 ORDER BY id LIMIT ?2"),
+            params![after.0, limit_param(limit)],
+            job_row,
+        )
+    }
+
+    fn attempt_insert(&mut self, attempt: &Attempt) -> R<()> {
+        self.exec(
+            &format!(
+                "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ),
+            attempt_params(attempt),
+        )?;
+        Ok(())
+    }
+
+    fn attempt_update(&mut self, attempt: &Attempt) -> R<()> {
+        self.exec_one(
+            "attempt",
+            "UPDATE attempts SET state = ?3, runner_id = ?4, epoch = ?5, queued_at = ?6, offered_at = ?7, \
+             accept_deadline = ?8, started_at = ?9, lease_deadline = ?10, ended_at = ?11, result = ?12, outputs = ?13, \
+             reason = ?14 WHERE job_id = ?1 AND number = ?2",
+            attempt_params(attempt),
+        )
+    }
+
+    fn attempt_get(&mut self, job_id: JobId, number: AttemptNo) -> R<Option<Attempt>> {
+        self.one(
+            &format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ?1 AND number = ?2"),
+            params![job_id.0, number.0],
+            attempt_row,
+        )
+    }
+
+    fn attempts_of_job(&mut self, job_id: JobId) -> R<Vec<Attempt>> {
+        self.many(
+            &format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ?1 ORDER BY number"),
+            params![job_id.0],
+            attempt_row,
+        )
+    }
+
+    fn attempts_queued(&mut self, limit: usize) -> R<Vec<(Attempt, Vec<String>)>> {
+        let columns = ATTEMPT_COLUMNS.split(", ").map(|column| format!("a.{column}")).collect::<Vec<_>>().join(", ");
+        self.many(
+            &format!(
+                "SELECT {columns}, j.labels FROM attempts a JOIN jobs j ON j.id = a.job_id \
+                 WHERE a.state = 'queued' ORDER BY a.queued_at, a.job_id, a.number LIMIT ?1"
+            ),
+            params![limit_param(limit)],
+            attempt_with_labels_row,
+        )
+    }
+
+    fn attempts_held(&mut self, runner_id: RunnerId) -> R<Vec<Attempt>> {
+        self.many(
+            &format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE runner_id = ?1 AND state IN ('offered', 'running') \
+                 ORDER BY job_id, number"
+            ),
+            params![runner_id.0],
+            attempt_row,
+        )
+    }
+
+    fn attempts_offer_expired(&mut self, now: Timestamp) -> R<Vec<Attempt>> {
+        self.many(
+            &format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE state = 'offered' AND accept_deadline < ?1 \
+                 ORDER BY job_id, number"
+            ),
+            params![ts(now)],
+            attempt_row,
+        )
+    }
+
+    fn attempts_lease_expired(&mut self, now: Timestamp) -> R<Vec<Attempt>> {
+        self.many(
+            &format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE state = 'running' AND lease_deadline < ?1 \
+                 ORDER BY job_id, number"
+            ),
+            params![ts(now)],
+            attempt_row,
+        )
+    }
+
+    fn attempts_live(&mut self) -> R<Vec<Attempt>> {
+        self.many(
+            &format!(
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE state IN ('offered', 'running') ORDER BY job_id, number"
+            ),
+            [],
+            attempt_row,
+        )
+    }
+
+    fn message_insert(&mut self, runner_id: RunnerId, message: &Message, now: Timestamp) -> R<MessageId> {
+        let (kind, job, attempt, epoch) = match *message {
+            Message::JobOffer { job_id, attempt, epoch } => {
+                ("job_offer", Some(job_id.0), Some(attempt.0), Some(epoch.0))
+            }
+            Message::Cancel { job_id, attempt, epoch } => ("cancel", Some(job_id.0), Some(attempt.0), Some(epoch.0)),
+            Message::Drain => ("drain", None, None, None),
+            Message::Retire => ("retire", None, None, None),
+        };
+        let epoch = epoch.map(|epoch| i64::try_from(epoch).unwrap_or(i64::MAX));
+        Ok(MessageId(self.insert_returning_id(
+            "INSERT INTO messages (runner_id, kind, job_id, attempt, epoch, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             RETURNING id",
+            params![runner_id.0, kind, job, attempt, epoch, ts(now)],
+        )?))
+    }
+
+    fn messages_after(&mut self, runner_id: RunnerId, after: MessageId, limit: usize) -> R<Vec<(MessageId, Message)>> {
+        self.many(
+            "SELECT id, kind, job_id, attempt, epoch FROM messages WHERE runner_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            params![runner_id.0, after.0, limit_param(limit)],
+            message_row,
+        )
+    }
+
+    fn messages_delete_upto(&mut self, runner_id: RunnerId, upto: MessageId) -> R<()> {
+        self.exec("DELETE FROM messages WHERE runner_id = ?1 AND id <= ?2", params![runner_id.0, upto.0])?;
+        Ok(())
+    }
+
+    fn message_delete(&mut self, id: MessageId) -> R<()> {
+        self.exec("DELETE FROM messages WHERE id = ?1", params![id.0])?;
+        Ok(())
+    }
+
+    fn log_last_seq(&mut self, job_id: JobId, attempt: AttemptNo) -> R<u64> {
+        let last: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT MAX(seq) FROM log_chunks WHERE job_id = ?1 AND attempt = ?2")?
+            .query_row(params![job_id.0, attempt.0], |row| row.get(0))?;
+        Ok(last.map(|seq| u64::try_from(seq).unwrap_or(0)).unwrap_or(0))
+    }
+
+    fn log_get(&mut self, job_id: JobId, attempt: AttemptNo, seq: u64) -> R<Option<LogChunk>> {
+        self.one(
+            "SELECT seq, at, data FROM log_chunks WHERE job_id = ?1 AND attempt = ?2 AND seq = ?3",
+            params![job_id.0, attempt.0, i64::try_from(seq).unwrap_or(i64::MAX)],
+            chunk_row,
+        )
+    }
+
+    fn log_insert(&mut self, job_id: JobId, attempt: AttemptNo, chunk: &LogChunk) -> R<()> {
+        self.exec(
+            "INSERT INTO log_chunks (job_id, attempt, seq, at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![job_id.0, attempt.0, i64::try_from(chunk.seq).unwrap_or(i64::MAX), ts(chunk.at), chunk.data],
+        )?;
+        Ok(())
+    }
+
+    fn logs_after(&mut self, job_id: JobId, attempt: AttemptNo, after: u64, limit: usize) -> R<Vec<LogChunk>> {
+        self.many(
+            "SELECT seq, at, data FROM log_chunks WHERE job_id = ?1 AND attempt = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            params![job_id.0, attempt.0, i64::try_from(after).unwrap_or(i64::MAX), limit_param(limit)],
+            chunk_row,
+        )
+    }
+
+    fn event_insert(&mut self, event: &Event) -> R<EventSeq> {
+        Ok(EventSeq(self.insert_returning_id(
+            "INSERT INTO events (at, kind, job_id, attempt, runner_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING seq",
+            params![
+                ts(event.at),
+                event.kind.to_string(),
+                event.job_id.map(|id| id.0),
+                event.attempt.map(|number| number.0),
+                event.runner_id.map(|id| id.0),
+                event.data
+            ],
+        )?))
+    }
+
+    fn events_after(&mut self, after: EventSeq, limit: usize) -> R<Vec<Event>> {
+        self.many(
+            "SELECT seq, at, kind, job_id, attempt, runner_id, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            params![after.0, limit_param(limit)],
+            event_row,
+        )
+    }
+
+    fn event_last_seq(&mut self) -> R<EventSeq> {
+        let last: Option<i64> =
+            self.connection.prepare_cached("SELECT MAX(seq) FROM events")?.query_row([], |row| row.get(0))?;
+        Ok(EventSeq(last.unwrap_or(0)))
+    }
+}
+
+fn attempt_params(attempt: &Attempt) -> impl rusqlite::Params {
+    (
+        attempt.job_id.0,
+        attempt.number.0,
+        attempt.state.to_string(),
+        attempt.runner_id.map(|id| id.0),
+        attempt.epoch.map(|epoch| i64::try_from(epoch.0).unwrap_or(i64::MAX)),
+        ts(attempt.queued_at),
+        ts_opt(attempt.offered_at),
+        ts_opt(attempt.accept_deadline),
+        ts_opt(attempt.started_at),
+        ts_opt(attempt.lease_deadline),
+        ts_opt(attempt.ended_at),
+        attempt.result.map(|result| result.to_string()),
+        serde_json::to_string(&attempt.outputs).expect("a string map serializes"),
+        attempt.reason.clone(),
+    )
+}
+
+impl crate::Store {
+    /// Opens the SQLite store at `path`.
+    pub fn open_sqlite(path: &Path, durability: Durability, timeouts: baton_core::Timeouts) -> R<crate::Store> {
+        Ok(crate::Store::new(Box::new(SqliteBackend::open(path, durability)?), timeouts))
+    }
+}
