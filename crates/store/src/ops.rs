@@ -871,6 +871,17 @@ impl Store {
     pub fn resume(&self, runner_id: RunnerId, now: Timestamp) -> Result<Runner> {
         self.write(|tx, fx| {
             let mut runner = get_runner(tx, runner_id)?;
+            if runner.ephemeral {
+                // An ephemeral runner drains when it accepts its one job; resuming it would
+                // hand it a second one.
+                return Err(Error::Conflict {
+                    code: "ephemeral_runner",
+                    message: format!(
+                        "runner {runner_id} is ephemeral and runs one job in its life; it cannot be resumed"
+                    ),
+                    hint: Some("retire it and start a new runner".into()),
+                });
+            }
             runner.state = runner.state.on(RunnerEvent::Resume)?;
             tx.runner_update(&runner)?;
             emit(tx, fx, now, EventKind::RunnerResumed, None, None, Some(runner_id), serde_json::json!({}))?;
