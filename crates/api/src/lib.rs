@@ -239,6 +239,9 @@ pub struct CompleteRequest {
     pub result: AttemptResult,
     #[serde(default)]
     pub outputs: BTreeMap<String, String>,
+    /// The job's step summary (Markdown, at most 1 MiB).
+    #[serde(default)]
+    pub summary: Option<String>,
 }
 
 // ----- jobs -----
@@ -312,6 +315,8 @@ pub struct Attempt {
     pub epoch: Option<u64>,
     pub result: Option<AttemptResult>,
     pub outputs: BTreeMap<String, String>,
+    /// The step summary (Markdown) the attempt reported.
+    pub summary: Option<String>,
     pub reason: Option<String>,
     pub queued_at: String,
     pub started_at: Option<String>,

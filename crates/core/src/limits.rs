@@ -29,6 +29,8 @@ pub const SCRIPT_BYTES_MAX: usize = 256 * 1024;
 /// Outputs one attempt may report, and the size of one output value.
 pub const OUTPUTS_MAX: usize = 256;
 pub const OUTPUT_VALUE_BYTES_MAX: usize = 1024 * 1024;
+/// The step summary one attempt may report.
+pub const SUMMARY_BYTES_MAX: usize = 1024 * 1024;
 /// Messages returned by one poll.
 pub const POLL_MESSAGES_MAX: usize = 64;
 /// Rows returned by one list call.

@@ -89,6 +89,8 @@ pub struct Attempt {
     pub ended_at: Option<Timestamp>,
     pub result: Option<AttemptResult>,
     pub outputs: BTreeMap<String, String>,
+    /// The step summary (Markdown) the attempt reported.
+    pub summary: Option<String>,
     /// Why a lost or cancelled attempt ended.
     pub reason: Option<String>,
 }
@@ -110,6 +112,7 @@ impl Attempt {
             ended_at: None,
             result: None,
             outputs: BTreeMap::new(),
+            summary: None,
             reason: None,
         }
     }

@@ -695,9 +695,16 @@ impl Store {
         epoch: LeaseEpoch,
         result: AttemptResult,
         outputs: &BTreeMap<String, String>,
+        summary: &str,
         now: Timestamp,
     ) -> Result<Attempt> {
         check_outputs(outputs)?;
+        if summary.len() > limits::SUMMARY_BYTES_MAX {
+            return Err(Error::Invalid {
+                field: "summary",
+                message: format!("at most {} bytes", limits::SUMMARY_BYTES_MAX),
+            });
+        }
         self.write(|tx, fx| {
             let mut attempt = fenced_attempt(tx, runner_id, job_id, number, epoch)?;
             match attempt.state {
@@ -718,6 +725,7 @@ impl Store {
             attempt.state = attempt.state.on(AttemptEvent::Complete)?;
             attempt.result = Some(result);
             attempt.outputs = outputs.clone();
+            attempt.summary = (!summary.is_empty()).then(|| summary.to_string());
             attempt.ended_at = Some(now);
             attempt.check_invariants();
             tx.attempt_update(&attempt)?;

@@ -232,7 +232,7 @@ fn job_row(row: &Row<'_>) -> R<Job> {
 }
 
 const ATTEMPT_COLUMNS: &str = "job_id, number, state, runner_id, epoch, queued_at, offered_at, accept_deadline, \
-                               started_at, lease_deadline, ended_at, result, outputs, reason";
+                               started_at, lease_deadline, ended_at, result, outputs, summary, reason";
 
 fn attempt_row(row: &Row<'_>) -> R<Attempt> {
     Ok(Attempt {
@@ -252,13 +252,14 @@ fn attempt_row(row: &Row<'_>) -> R<Attempt> {
             None => None,
         },
         outputs: parse_map(&row.get::<_, String>(12)?)?,
-        reason: row.get(13)?,
+        summary: row.get(13)?,
+        reason: row.get(14)?,
     })
 }
 
 fn attempt_with_labels_row(row: &Row<'_>) -> R<(Attempt, Vec<String>)> {
     let attempt = attempt_row(row)?;
-    let labels = parse_list(&row.get::<_, String>(14)?)?;
+    let labels = parse_list(&row.get::<_, String>(15)?)?;
     Ok((attempt, labels))
 }
 
@@ -585,7 +586,7 @@ impl Tx for SqliteTx<'_> {
     fn attempt_insert(&mut self, attempt: &Attempt) -> R<()> {
         self.exec(
             &format!(
-                "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+                "INSERT INTO attempts ({ATTEMPT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ),
             attempt_params(attempt),
         )?;
@@ -597,7 +598,7 @@ impl Tx for SqliteTx<'_> {
             "attempt",
             "UPDATE attempts SET state = ?3, runner_id = ?4, epoch = ?5, queued_at = ?6, offered_at = ?7, \
              accept_deadline = ?8, started_at = ?9, lease_deadline = ?10, ended_at = ?11, result = ?12, outputs = ?13, \
-             reason = ?14 WHERE job_id = ?1 AND number = ?2",
+             summary = ?14, reason = ?15 WHERE job_id = ?1 AND number = ?2",
             attempt_params(attempt),
         )
     }
@@ -784,6 +785,7 @@ fn attempt_params(attempt: &Attempt) -> impl rusqlite::Params {
         ts_opt(attempt.ended_at),
         attempt.result.map(|result| result.to_string()),
         serde_json::to_string(&attempt.outputs).expect("a string map serializes"),
+        attempt.summary.clone(),
         attempt.reason.clone(),
     )
 }

@@ -245,6 +245,7 @@ fn attempt(attempt: &Attempt) -> api::Attempt {
         epoch: attempt.epoch.map(|epoch| epoch.0),
         result: attempt.result.map(attempt_result),
         outputs: attempt.outputs.clone(),
+        summary: attempt.summary.clone(),
         reason: attempt.reason.clone(),
         queued_at: rfc3339(attempt.queued_at),
         started_at: attempt.started_at.map(rfc3339),

@@ -333,8 +333,9 @@ pub async fn complete(
     let runner_id = runner.id;
     let result = super::core_result(request.result);
     let outputs = request.outputs;
+    let summary = request.summary.unwrap_or_default();
     state
-        .run(move |store| store.complete(runner_id, job_id, attempt, epoch, result, &outputs, now))
+        .run(move |store| store.complete(runner_id, job_id, attempt, epoch, result, &outputs, &summary, now))
         .await
         .map_err(|error| count_stale(&state, error))?;
     let view = state.run(move |store| store.job_view(job_id)).await?;

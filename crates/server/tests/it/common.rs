@@ -190,6 +190,7 @@ impl TestRunner {
                     token: offer.token.clone(),
                     result,
                     outputs: BTreeMap::new(),
+                    summary: None,
                 },
             )
             .await

@@ -140,10 +140,12 @@ async fn a_runner_cannot_touch_another_runners_job() {
                 token: offer.token.clone(),
                 result: api::AttemptResult::Success,
                 outputs: BTreeMap::from([("x".into(), "1".into())]),
+                summary: Some("## done".into()),
             },
         )
         .await
         .expect("complete");
     assert_eq!(done.attempts[0].outputs.get("x").map(String::as_str), Some("1"));
+    assert_eq!(done.attempts[0].summary.as_deref(), Some("## done"));
     server.stop().await;
 }

@@ -82,6 +82,7 @@ CREATE TABLE attempts (
     ended_at        INTEGER,
     result          TEXT,
     outputs         TEXT NOT NULL,
+    summary         TEXT,
     reason          TEXT,
     PRIMARY KEY (job_id, number)
 );

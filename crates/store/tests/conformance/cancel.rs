@@ -86,7 +86,7 @@ pub fn cancelling_an_offered_job_revokes_the_offer(harness: &mut Harness) {
     assert_stale(&error, job_id, attempt, epoch);
     // Completing it with any other result than the one it ended with is a conflict.
     let error = harness.fails_without_writing("complete a cancelled offer as a success", || {
-        harness.store.complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), at(40))
+        harness.store.complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), "", at(40))
     });
     assert_conflict(&error, "already_completed");
 
@@ -124,7 +124,7 @@ pub fn cancelling_a_running_job_asks_its_runner_to_stop(harness: &mut Harness) {
 
     harness
         .store
-        .complete(runner.id, job_id, attempt, epoch, AttemptResult::Cancelled, &BTreeMap::new(), at(400))
+        .complete(runner.id, job_id, attempt, epoch, AttemptResult::Cancelled, &BTreeMap::new(), "", at(400))
         .expect("the runner reports the cancelled result");
     let job = harness.job(job_id);
     assert_eq!(job.state, JobState::Completed);
@@ -170,6 +170,7 @@ pub fn cancelling_a_completed_job_conflicts(harness: &mut Harness) {
             running.epoch,
             AttemptResult::Success,
             &BTreeMap::new(),
+            "",
             at(200),
         )
         .expect("complete");

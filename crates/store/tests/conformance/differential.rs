@@ -203,7 +203,7 @@ fn apply(harness: &Harness, world: &mut World, step: &Step) -> String {
                 None => "skip".into(),
                 Some((job_id, number, epoch)) => {
                     let outputs = BTreeMap::from([("result".to_string(), result.to_string())]);
-                    format!("{:?}", store.complete(runner_id, job_id, number, epoch, result, &outputs, now))
+                    format!("{:?}", store.complete(runner_id, job_id, number, epoch, result, &outputs, "", now))
                 }
             }
         }

@@ -173,7 +173,16 @@ pub fn a_runner_is_never_offered_more_than_its_capacity(harness: &mut Harness) {
     harness.store.accept(runner.id, job_id, attempt, epoch, at(40)).expect("accept");
     harness
         .store
-        .complete(runner.id, job_id, attempt, epoch, baton_core::AttemptResult::Success, &Default::default(), at(50))
+        .complete(
+            runner.id,
+            job_id,
+            attempt,
+            epoch,
+            baton_core::AttemptResult::Success,
+            &Default::default(),
+            "",
+            at(50),
+        )
         .expect("complete");
     let polled = harness.poll(&runner, &session, 1, MessageId(0), at(60));
     let offered: Vec<_> = offers(&polled).iter().map(|offer| offer.1).collect();

@@ -43,7 +43,7 @@ pub fn accept_renew_complete_emits_each_event_once(harness: &mut Harness) {
     let outputs = BTreeMap::from([("answer".to_string(), "42".to_string())]);
     let completed = harness
         .store
-        .complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &outputs, at(700))
+        .complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &outputs, "", at(700))
         .expect("complete a running attempt");
     assert_eq!(completed.state, AttemptState::Completed);
     assert_eq!(completed.result, Some(AttemptResult::Success));
@@ -87,18 +87,18 @@ pub fn complete_is_idempotent_and_a_different_result_conflicts(harness: &mut Har
     let outputs = BTreeMap::new();
     let first = harness
         .store
-        .complete(runner_id, job_id, attempt, epoch, AttemptResult::Failure, &outputs, at(500))
+        .complete(runner_id, job_id, attempt, epoch, AttemptResult::Failure, &outputs, "", at(500))
         .expect("complete");
 
     // The completion's answer was lost; the runner retries until acknowledged.
     let retried = harness.succeeds_without_writing("complete again with the same result", || {
-        harness.store.complete(runner_id, job_id, attempt, epoch, AttemptResult::Failure, &outputs, at(900))
+        harness.store.complete(runner_id, job_id, attempt, epoch, AttemptResult::Failure, &outputs, "", at(900))
     });
     assert_eq!(retried, first);
     assert_eq!(harness.count_job_events(EventKind::JobCompleted, job_id), 1);
 
     let error = harness.fails_without_writing("complete with another result", || {
-        harness.store.complete(runner_id, job_id, attempt, epoch, AttemptResult::Success, &outputs, at(1_000))
+        harness.store.complete(runner_id, job_id, attempt, epoch, AttemptResult::Success, &outputs, "", at(1_000))
     });
     assert_conflict(&error, "already_completed");
     assert_eq!(harness.job(job_id).conclusion, Some(JobConclusion::Failure));
@@ -132,7 +132,7 @@ pub fn an_ephemeral_runner_runs_one_job_and_then_leaves(harness: &mut Harness) {
 
     harness
         .store
-        .complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), at(30))
+        .complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), "", at(30))
         .expect("complete");
     // Even a report of a free slot gets the runner nothing more: it has had its one job.
     let polled = harness.poll(&runner, &session, 1, MessageId(0), at(40));
@@ -171,7 +171,16 @@ pub fn calls_with_a_stale_epoch_are_stale_lease_and_change_nothing(harness: &mut
         });
         assert_stale(&error, job_id, attempt, wrong);
         let error = harness.fails_without_writing("complete with a wrong epoch", || {
-            harness.store.complete(runner.id, job_id, attempt, wrong, AttemptResult::Success, &BTreeMap::new(), at(40))
+            harness.store.complete(
+                runner.id,
+                job_id,
+                attempt,
+                wrong,
+                AttemptResult::Success,
+                &BTreeMap::new(),
+                "",
+                at(40),
+            )
         });
         assert_stale(&error, job_id, attempt, wrong);
         let error = harness.fails_without_writing("accept again with a wrong epoch", || {
@@ -203,7 +212,16 @@ pub fn calls_from_another_runner_are_forbidden_and_change_nothing(harness: &mut 
     });
     assert_forbidden(&error);
     let error = harness.fails_without_writing("complete another runner's attempt", || {
-        harness.store.complete(intruder.id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), at(200))
+        harness.store.complete(
+            intruder.id,
+            job_id,
+            attempt,
+            epoch,
+            AttemptResult::Success,
+            &BTreeMap::new(),
+            "",
+            at(200),
+        )
     });
     assert_forbidden(&error);
 

@@ -60,7 +60,7 @@ pub fn logs_are_refused_outside_a_running_attempt(harness: &mut Harness) {
     harness.store.append_log(runner_id, job_id, attempt, epoch, 1, "before\n", at(200)).expect("append");
     harness
         .store
-        .complete(runner_id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), at(300))
+        .complete(runner_id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), "", at(300))
         .expect("complete");
 
     let error = harness.fails_without_writing("upload after completion", || {

@@ -68,7 +68,7 @@ pub fn retire_if_idle_on_a_busy_runner_answers_busy_and_changes_nothing(harness:
 
     harness
         .store
-        .complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), at(50))
+        .complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &BTreeMap::new(), "", at(50))
         .expect("complete");
     assert_eq!(harness.store.retire_if_idle(runner.id, at(60)).expect("retire"), RetireOutcome::Retired);
     assert_eq!(harness.runner(runner.id).state, RunnerState::Retiring);
@@ -111,7 +111,7 @@ pub fn busy_follows_offered_and_running_attempts_through_the_lifecycle(harness: 
     assert_busy(harness, runner.id, true, "accept");
     harness
         .store
-        .complete(runner.id, first.id, AttemptNo(1), epoch, AttemptResult::Success, &BTreeMap::new(), at(40))
+        .complete(runner.id, first.id, AttemptNo(1), epoch, AttemptResult::Success, &BTreeMap::new(), "", at(40))
         .expect("complete");
     assert_busy(harness, runner.id, false, "complete");
 

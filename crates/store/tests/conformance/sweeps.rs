@@ -135,7 +135,7 @@ pub fn an_expired_lease_loses_the_attempt_and_requeues_the_job(harness: &mut Har
     });
     assert_stale(&error, job_id, first, epoch);
     let error = harness.fails_without_writing("complete a lost attempt", || {
-        harness.store.complete(runner_id, job_id, first, epoch, AttemptResult::Success, &BTreeMap::new(), at(1_200))
+        harness.store.complete(runner_id, job_id, first, epoch, AttemptResult::Success, &BTreeMap::new(), "", at(1_200))
     });
     assert_stale(&error, job_id, first, epoch);
 
@@ -189,7 +189,16 @@ pub fn completed_attempts_are_never_touched_by_the_sweeps(harness: &mut Harness)
     let (runner_id, job_id) = (running.runner.id, running.job.id);
     harness
         .store
-        .complete(runner_id, job_id, running.attempt, running.epoch, AttemptResult::Success, &BTreeMap::new(), at(200))
+        .complete(
+            runner_id,
+            job_id,
+            running.attempt,
+            running.epoch,
+            AttemptResult::Success,
+            &BTreeMap::new(),
+            "",
+            at(200),
+        )
         .expect("complete");
     let job_before = harness.job_view(job_id);
 
