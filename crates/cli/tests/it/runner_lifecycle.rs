@@ -1,0 +1,93 @@
+//! The runner's own lifecycle: SIGTERM drains, SIGINT stops, goodbye on every clean exit, and
+//! a completion survives a SIGKILL of the listener.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::common::{Proxy, RunnerOptions, RunnerProcess, TestServer, eventually, timeouts};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_sigint_stops() {
+    let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
+    let token = server.token().await;
+    let mut drainer = RunnerProcess::start(
+        &server.url,
+        &token,
+        server.dir.path(),
+        RunnerOptions { name: "drainer", capacity: 1, ephemeral: false, extra: &["--labels", "drain"] },
+    );
+    let mut spec = crate::common::spec("finishes", &["sleep 0.5; echo finished"]);
+    spec.labels = vec!["drain".into()];
+    let job = server.admin.enqueue_job(&spec).await.expect("enqueue");
+    server.wait_job(job.id, "running", |job| job.state == "running").await;
+    drainer.signal(Signal::SIGTERM);
+    let done = server.wait_completed(job.id).await;
+    assert_eq!(done.conclusion.as_deref(), Some("success"), "a drained runner finishes its job");
+    assert!(drainer.wait_exit().success(), "a drained runner exits cleanly");
+    let runner_id = done.attempts[0].runner_id.expect("runner");
+    let info = server.admin.get_runner(runner_id).await.expect("runner");
+    assert_eq!(info.state, "offline", "it said goodbye");
+    assert!(!info.online);
+
+    let token = server.token().await;
+    let mut stopper = RunnerProcess::start(
+        &server.url,
+        &token,
+        server.dir.path(),
+        RunnerOptions { name: "stopper", capacity: 1, ephemeral: false, extra: &["--labels", "stop"] },
+    );
+    let mut spec = crate::common::spec("endless", &["sleep 600"]);
+    spec.labels = vec!["stop".into()];
+    let job = server.admin.enqueue_job(&spec).await.expect("enqueue");
+    server.wait_job(job.id, "running", |job| job.state == "running").await;
+    stopper.signal(Signal::SIGINT);
+    let done = server.wait_completed(job.id).await;
+    assert_eq!(done.conclusion.as_deref(), Some("cancelled"), "SIGINT cancels running jobs");
+    assert!(stopper.wait_exit().success());
+    let info = server.admin.get_runner(done.attempts[0].runner_id.expect("runner")).await.expect("runner");
+    assert_eq!(info.state, "offline", "it said goodbye");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_survives_a_sigkill_of_the_listener() {
+    let mut server = TestServer::start(timeouts(Duration::from_secs(8))).await;
+    let proxy = Proxy::start(&server.url).await;
+    let token = server.token().await;
+    let mut runner = RunnerProcess::start(
+        &proxy.url,
+        &token,
+        server.dir.path(),
+        RunnerOptions { name: "phoenix", capacity: 1, ephemeral: false, extra: &[] },
+    );
+    let job = server.enqueue("survivor", &["echo before; sleep 0.3; echo after"]).await;
+    server.wait_job(job.id, "running", |job| job.state == "running").await;
+    // Cut the runner off while the job runs: its log and completion cannot get through.
+    proxy.cut();
+    let pending = server.dir.path().join("phoenix/state/pending");
+    eventually("the completion is persisted", || {
+        let found = std::fs::read_dir(&pending).map(|mut entries| entries.next().is_some()).unwrap_or(false);
+        async move { found.then_some(()) }
+    })
+    .await;
+    runner.signal(Signal::SIGKILL);
+    runner.wait_exit();
+    assert_eq!(server.admin.get_job(job.id).await.expect("job").state, "running", "the server has not heard yet");
+
+    // The listener comes back with the same state dir and delivers what it owed.
+    proxy.restore();
+    let _again = RunnerProcess::start(
+        &proxy.url,
+        &token,
+        server.dir.path(),
+        RunnerOptions { name: "phoenix", capacity: 1, ephemeral: false, extra: &[] },
+    );
+    let done = server.wait_completed(job.id).await;
+    assert_eq!(done.conclusion.as_deref(), Some("success"));
+    assert_eq!(done.attempts.len(), 1, "the same attempt completed, no retry");
+    let log = server.log_text(job.id, 1).await;
+    let lines: Vec<&str> = log.lines().filter(|line| *line == "before" || *line == "after").collect();
+    assert_eq!(lines, ["before", "after"], "the whole log, once: {log}");
+    server.stop().await;
+}

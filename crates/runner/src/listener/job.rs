@@ -1,0 +1,360 @@
+//! One job on this runner, from accept to acknowledged completion.
+//!
+//! The supervisor starts the worker process, holds the lease, streams the worker's log to the
+//! uploader, and relays cancellation. When the worker exits it makes sure the job's process
+//! groups are empty and removes the attempt directory: only then is the slot free (F3). The
+//! completion is written to disk before it is sent and sent until the server acknowledges it
+//! or says the lease is stale, also after a listener restart.
+//!
+//! If the lease is lost, the worker is killed at once and nothing more is reported (fencing).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use baton_api as api;
+use baton_client::{Backoff, Client};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+
+use super::logs::{LogSink, Upload};
+use super::renewer::{LeaseState, Renewer};
+use crate::protocol::{CONTROL_CANCEL, Escalation, WorkerEvent, WorkerSpec};
+use crate::worker::AttemptDirs;
+use crate::worker::process;
+
+/// A completion on disk until the server acknowledged it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingCompletion {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub fence: api::FencedRequest,
+    pub result: api::AttemptResult,
+    pub outputs: std::collections::BTreeMap<String, String>,
+    pub summary: String,
+}
+
+/// Everything a supervisor needs from its listener.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    pub client: Client,
+    pub renewer: Renewer,
+    pub work_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub runner_name: String,
+    pub escalation: Escalation,
+    /// The program and leading arguments that start a worker.
+    pub worker_command: Vec<String>,
+}
+
+/// What the supervisor tells the listener.
+#[derive(Debug)]
+pub enum Report {
+    /// The worker is gone, its processes too, and its directory removed: the slot is free.
+    SlotFree { job_id: i64 },
+    /// The job is finished as far as this runner is concerned.
+    Done { job_id: i64 },
+}
+
+/// Controls a running job.
+#[derive(Debug)]
+pub struct JobHandle {
+    cancel: Option<oneshot::Sender<()>>,
+}
+
+impl JobHandle {
+    pub fn cancel(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            let _ = cancel.send(());
+        }
+    }
+}
+
+pub fn attempt_dir(work_dir: &Path, job_id: i64, attempt: u32) -> PathBuf {
+    work_dir.join(job_id.to_string()).join(attempt.to_string())
+}
+
+fn pending_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("pending")
+}
+
+fn spool_path(state_dir: &Path, job_id: i64, attempt: u32) -> PathBuf {
+    state_dir.join("spool").join(format!("{job_id}-{attempt}.jsonl"))
+}
+
+/// Starts supervising an accepted offer.
+pub fn start(
+    env: Environment,
+    offer: api::JobOffer,
+    lease_ttl: Duration,
+    accepted_at: tokio::time::Instant,
+    reports: mpsc::UnboundedSender<Report>,
+) -> JobHandle {
+    let (cancel_tx, cancel_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let job_id = offer.job_id;
+        if let Err(error) = supervise(&env, offer, lease_ttl, accepted_at, cancel_rx, &reports).await {
+            tracing::error!(job_id, error = format!("{error:#}"), "job supervision failed");
+        }
+        let _ = reports.send(Report::SlotFree { job_id });
+        let _ = reports.send(Report::Done { job_id });
+    });
+    JobHandle { cancel: Some(cancel_tx) }
+}
+
+async fn supervise(
+    env: &Environment,
+    offer: api::JobOffer,
+    lease_ttl: Duration,
+    accepted_at: tokio::time::Instant,
+    mut cancel: oneshot::Receiver<()>,
+    reports: &mpsc::UnboundedSender<Report>,
+) -> anyhow::Result<()> {
+    let (job_id, attempt) = (offer.job_id, offer.attempt);
+    let fence = api::FencedRequest { epoch: offer.epoch, token: offer.token.clone() };
+    let mut lease = env.renewer.hold(job_id, attempt, fence.clone(), lease_ttl, accepted_at);
+    let dirs = AttemptDirs::new(&attempt_dir(&env.work_dir, job_id, attempt));
+    dirs.create().with_context(|| format!("create {}", dirs.root.display()))?;
+    let spec = WorkerSpec {
+        job_id,
+        attempt,
+        runner_name: env.runner_name.clone(),
+        spec: offer.spec.clone(),
+        secrets: Vec::new(),
+        escalation: env.escalation,
+    };
+    std::fs::write(dirs.spec_path(), serde_json::to_vec(&spec)?)?;
+    let logs =
+        LogSink::start(env.client.clone(), job_id, attempt, fence.clone(), spool_path(&env.state_dir, job_id, attempt));
+
+    let mut command = tokio::process::Command::new(&env.worker_command[0]);
+    command
+        .args(&env.worker_command[1..])
+        .arg("--attempt-dir")
+        .arg(&dirs.root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut worker = command.spawn().context("start the worker process")?;
+    let worker_pgid = worker.id().and_then(|pid| i32::try_from(pid).ok()).context("the worker has a pid")?;
+    std::fs::write(dirs.root.join("worker.pid"), worker_pgid.to_string())?;
+    let mut stdin = worker.stdin.take();
+    let stdout = worker.stdout.take().context("the worker's stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut groups = vec![worker_pgid];
+    let mut result: Option<(api::AttemptResult, std::collections::BTreeMap<String, String>, String)> = None;
+    let mut fenced = false;
+    let mut cancel_sent = false;
+
+    // Relay until the worker closes its stdout (it exits right after its result).
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => match serde_json::from_str::<WorkerEvent>(&line) {
+                    Ok(WorkerEvent::Log { text }) => logs.push(text),
+                    Ok(WorkerEvent::ProcessGroup { pgid }) => groups.push(pgid),
+                    Ok(WorkerEvent::Result { result: outcome, outputs, summary }) => result = Some((outcome, outputs, summary)),
+                    Err(error) => tracing::warn!(job_id, %error, "unreadable line from the worker"),
+                },
+                Ok(None) | Err(_) => break,
+            },
+            changed = lease.state.changed() => {
+                let state = if changed.is_ok() { *lease.state.borrow_and_update() } else { LeaseState::Fenced };
+                match state {
+                    LeaseState::Fenced => {
+                        // Kill first, then stop talking about this attempt.
+                        fenced = true;
+                        for &pgid in &groups {
+                            process::signal_group(pgid, Signal::SIGKILL);
+                        }
+                        stdin = None;
+                        break;
+                    }
+                    LeaseState::CancelRequested if !cancel_sent => {
+                        cancel_sent = true;
+                        send_cancel(&mut stdin).await;
+                    }
+                    _ => {}
+                }
+            },
+            _ = &mut cancel, if !cancel_sent => {
+                cancel_sent = true;
+                send_cancel(&mut stdin).await;
+            }
+        }
+    }
+    drop(stdin);
+    let status = worker.wait().await.context("wait for the worker")?;
+    // The job's slot is free only once nothing of it is left: worker reaped, every process
+    // group it reported empty, its directory gone.
+    wait_groups_empty(&groups).await;
+    remove_tree(&dirs.root);
+    let job_dir = env.work_dir.join(job_id.to_string());
+    let _ = std::fs::remove_dir(&job_dir);
+    let _ = reports.send(Report::SlotFree { job_id });
+
+    if fenced {
+        logs.abort();
+        tracing::warn!(job_id, attempt, "job fenced: its lease was lost; nothing is reported for it");
+        return Ok(());
+    }
+    let (result, outputs, summary) = result.unwrap_or_else(|| {
+        tracing::error!(job_id, ?status, "the worker exited without a result");
+        (api::AttemptResult::Failure, Default::default(), String::new())
+    });
+    let pending = PendingCompletion { job_id, attempt, fence, result, outputs, summary };
+    persist(&env.state_dir, &pending)?;
+    // The log goes first, whole, so a completed job's log is never missing its end.
+    if logs.finish().await? == Upload::Fenced {
+        forget(&env.state_dir, job_id, attempt);
+        return Ok(());
+    }
+    deliver(&env.client, &env.state_dir, &pending).await;
+    drop(lease);
+    Ok(())
+}
+
+async fn send_cancel(stdin: &mut Option<tokio::process::ChildStdin>) {
+    if let Some(pipe) = stdin.as_mut() {
+        let _ = pipe.write_all(format!("{CONTROL_CANCEL}\n").as_bytes()).await;
+        let _ = pipe.flush().await;
+    }
+}
+
+/// Waits until every process group is empty, killing stragglers after a while.
+async fn wait_groups_empty(groups: &[i32]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut delay = Duration::from_millis(1);
+    while groups.iter().any(|&pgid| process::group_alive(pgid)) {
+        if tokio::time::Instant::now() >= deadline {
+            for &pgid in groups {
+                process::signal_group(pgid, Signal::SIGKILL);
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(50));
+    }
+}
+
+fn remove_tree(path: &Path) {
+    if let Err(error) = std::fs::remove_dir_all(path)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::error!(path = %path.display(), %error, "remove the attempt directory");
+    }
+}
+
+fn pending_path(state_dir: &Path, job_id: i64, attempt: u32) -> PathBuf {
+    pending_dir(state_dir).join(format!("{job_id}-{attempt}.json"))
+}
+
+fn persist(state_dir: &Path, pending: &PendingCompletion) -> anyhow::Result<()> {
+    let dir = pending_dir(state_dir);
+    std::fs::create_dir_all(&dir)?;
+    let path = pending_path(state_dir, pending.job_id, pending.attempt);
+    let temp = path.with_extension("tmp");
+    let file = std::fs::File::create(&temp)?;
+    serde_json::to_writer(&file, pending)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, &path)?;
+    Ok(())
+}
+
+fn forget(state_dir: &Path, job_id: i64, attempt: u32) {
+    let _ = std::fs::remove_file(pending_path(state_dir, job_id, attempt));
+}
+
+/// Sends a completion until the server acknowledges it or says the lease is stale.
+pub async fn deliver(client: &Client, state_dir: &Path, pending: &PendingCompletion) {
+    let request = api::CompleteRequest {
+        epoch: pending.fence.epoch,
+        token: pending.fence.token.clone(),
+        result: pending.result,
+        outputs: pending.outputs.clone(),
+        summary: (!pending.summary.is_empty()).then(|| pending.summary.clone()),
+    };
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
+    loop {
+        match client.complete(pending.job_id, pending.attempt, &request).await {
+            Ok(_) => break,
+            Err(error) if error.is_retryable() => {
+                tracing::debug!(%error, "completion not acknowledged yet; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(error) => {
+                tracing::warn!(job_id = pending.job_id, %error, "completion refused; dropping it");
+                break;
+            }
+        }
+    }
+    forget(state_dir, pending.job_id, pending.attempt);
+}
+
+/// Delivers a completion an earlier run of the listener persisted: its spooled log first, then
+/// the completion itself.
+pub async fn replay(client: &Client, state_dir: &Path, pending: &PendingCompletion) {
+    let spool = spool_path(state_dir, pending.job_id, pending.attempt);
+    match super::logs::replay(client, pending.job_id, pending.attempt, &pending.fence, &spool).await {
+        Ok(Upload::Complete) => deliver(client, state_dir, pending).await,
+        Ok(Upload::Fenced) => {
+            tracing::warn!(job_id = pending.job_id, "the lease of a replayed completion is gone; dropping it");
+            forget(state_dir, pending.job_id, pending.attempt);
+        }
+        Err(error) => tracing::error!(job_id = pending.job_id, error = format!("{error:#}"), "replay the log spool"),
+    }
+}
+
+/// Completions a previous run of the listener persisted but did not deliver.
+pub fn pending_completions(state_dir: &Path) -> Vec<PendingCompletion> {
+    let Ok(entries) = std::fs::read_dir(pending_dir(state_dir)) else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|extension| extension == "json") {
+            match std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?))
+            {
+                Ok(pending) => out.push(pending),
+                Err(error) => {
+                    tracing::error!(path = %path.display(), error = format!("{error:#}"), "unreadable pending completion")
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Removes attempt directories a crashed earlier run left behind, after killing any worker
+/// of theirs that is still alive.
+pub fn collect_garbage(work_dir: &Path) {
+    let Ok(jobs) = std::fs::read_dir(work_dir) else { return };
+    for job in jobs.flatten() {
+        let Ok(attempts) = std::fs::read_dir(job.path()) else { continue };
+        for attempt in attempts.flatten() {
+            let dir = attempt.path();
+            if let Some(pgid) =
+                std::fs::read_to_string(dir.join("worker.pid")).ok().and_then(|text| text.trim().parse::<i32>().ok())
+                && pgid > 1
+                && is_worker(pgid)
+            {
+                process::signal_group(pgid, Signal::SIGKILL);
+            }
+            tracing::info!(dir = %dir.display(), "removing an attempt directory left by an earlier run");
+            remove_tree(&dir);
+        }
+        let _ = std::fs::remove_dir(job.path());
+    }
+}
+
+/// True when `pid` is still one of our workers (and not a recycled pid).
+fn is_worker(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| cmdline.split(|byte| *byte == 0).any(|arg| arg == crate::WORKER_SUBCOMMAND.as_bytes()))
+        .unwrap_or(false)
+}

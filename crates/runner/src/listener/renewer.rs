@@ -1,0 +1,156 @@
+//! Lease renewal, on a thread of its own.
+//!
+//! Renewals run on a dedicated OS thread with its own single-threaded runtime and its own HTTP
+//! connection pool, so neither the listener's log uploads nor a busy runtime can delay them.
+//! Each lease renews every third of its ttl. The runner fences itself: when no renewal has
+//! succeeded by the lease's deadline minus a margin (measured from when the last successful
+//! renewal was *sent*, which is never later than when the server measured it), the lease's
+//! job is fenced: its worker is killed before the server can expire the lease and re-offer the
+//! job, so two machines never run one attempt at once.
+
+use std::time::Duration;
+
+use baton_api as api;
+use baton_client::Client;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What a lease's watcher learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    Held,
+    /// The server asked for the job to be cancelled.
+    CancelRequested,
+    /// The lease is lost (server said stale, or no renewal in time): stop the worker now.
+    Fenced,
+}
+
+/// The renewal thread.
+#[derive(Debug, Clone)]
+pub struct Renewer {
+    handle: tokio::runtime::Handle,
+    client: Client,
+}
+
+/// A lease being renewed; dropping it stops the renewals.
+#[derive(Debug)]
+pub struct LeaseGuard {
+    pub state: watch::Receiver<LeaseState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Renewer {
+    /// Starts the renewal thread with its own client (and so its own connections).
+    pub fn start(client: Client) -> std::io::Result<Renewer> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("baton-renewer".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = sender.send(Err(error));
+                    return;
+                }
+            };
+            let _ = sender.send(Ok(runtime.handle().clone()));
+            // Runs until the process exits.
+            runtime.block_on(std::future::pending::<()>());
+        })?;
+        let handle = receiver.recv().map_err(|_| std::io::Error::other("the renewer thread died"))??;
+        Ok(Renewer { handle, client })
+    }
+
+    /// Renews a lease accepted at `accepted_at` (when the accept was sent) with `ttl`, until
+    /// the guard is dropped.
+    pub fn hold(
+        &self,
+        job_id: i64,
+        attempt: u32,
+        fence: api::FencedRequest,
+        ttl: Duration,
+        accepted_at: Instant,
+    ) -> LeaseGuard {
+        let (state_tx, state_rx) = watch::channel(LeaseState::Held);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let client = self.client.clone();
+        self.handle.spawn(async move {
+            tokio::select! {
+                _ = renew_loop(client, job_id, attempt, fence, ttl, accepted_at, state_tx) => {}
+                _ = stop_rx => {}
+            }
+        });
+        LeaseGuard { state: state_rx, stop: Some(stop_tx) }
+    }
+}
+
+/// The margin before the lease deadline at which the runner fences itself.
+pub fn fence_margin(ttl: Duration) -> Duration {
+    ttl / 5
+}
+
+async fn renew_loop(
+    client: Client,
+    job_id: i64,
+    attempt: u32,
+    fence: api::FencedRequest,
+    ttl: Duration,
+    accepted_at: Instant,
+    state: watch::Sender<LeaseState>,
+) {
+    let interval = ttl / 3;
+    let retry = (ttl / 12).max(Duration::from_millis(20));
+    let margin = fence_margin(ttl);
+    let mut last_ok_sent = accepted_at;
+    let mut next = accepted_at + interval;
+    loop {
+        let fence_at = last_ok_sent + ttl - margin;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = tokio::time::sleep_until(fence_at) => {
+                tracing::warn!(job_id, attempt, "no lease renewal succeeded in time: fencing the job");
+                let _ = state.send(LeaseState::Fenced);
+                return;
+            }
+        }
+        let sent = Instant::now();
+        let outcome =
+            tokio::time::timeout(fence_at.saturating_duration_since(sent), client.renew(job_id, attempt, &fence)).await;
+        match outcome {
+            Ok(Ok(lease)) => {
+                last_ok_sent = sent;
+                next = sent + interval;
+                if lease.cancel_requested {
+                    state.send_if_modified(|current| {
+                        let change = *current == LeaseState::Held;
+                        if change {
+                            *current = LeaseState::CancelRequested;
+                        }
+                        change
+                    });
+                }
+            }
+            Ok(Err(error))
+                if error.is_stale_lease()
+                    || matches!(error.status().map(|status| status.as_u16()), Some(401 | 403 | 404)) =>
+            {
+                tracing::warn!(job_id, attempt, %error, "the lease is gone: fencing the job");
+                let _ = state.send(LeaseState::Fenced);
+                return;
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(job_id, attempt, %error, "renewal failed; retrying");
+                next = Instant::now() + retry;
+            }
+            Err(_) => {
+                next = Instant::now();
+            }
+        }
+    }
+}

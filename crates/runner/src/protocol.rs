@@ -1,0 +1,52 @@
+//! What the listener and a worker say to each other.
+//!
+//! **Invariant:** only the listener talks to the server. A worker talks only to its listener:
+//! it reads its spec from the attempt directory and control words (`cancel`) from stdin, and
+//! writes [`WorkerEvent`]s as JSON lines on stdout. Job steps never see the runner credential.
+
+use std::collections::BTreeMap;
+
+use baton_api as api;
+use serde::{Deserialize, Serialize};
+
+/// The worker's input, written by the listener to `<attempt dir>/spec.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub runner_name: String,
+    pub spec: api::JobSpec,
+    /// Values to redact from every log line.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    pub escalation: Escalation,
+}
+
+/// How a cancelled or timed-out step is stopped: SIGINT, then SIGTERM after `sigint_grace_ms`,
+/// then SIGKILL after a further `sigterm_grace_ms`, each to the step's whole process group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub sigint_grace_ms: u64,
+    pub sigterm_grace_ms: u64,
+}
+
+impl Default for Escalation {
+    fn default() -> Self {
+        Escalation { sigint_grace_ms: 7_500, sigterm_grace_ms: 2_500 }
+    }
+}
+
+/// One line a worker writes on stdout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum WorkerEvent {
+    /// Log text, already masked; ends with a newline.
+    Log { text: String },
+    /// A step's process group, so the listener can kill it directly when it must fence.
+    ProcessGroup { pgid: i32 },
+    /// The job's result; the last event.
+    Result { result: api::AttemptResult, outputs: BTreeMap<String, String>, summary: String },
+}
+
+/// Control words the listener writes on the worker's stdin, one per line.
+pub const CONTROL_CANCEL: &str = "cancel";

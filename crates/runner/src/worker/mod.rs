@@ -1,0 +1,157 @@
+//! The worker: one OS process per job.
+//!
+//! `baton runner` re-executes itself as `baton runner-worker --attempt-dir DIR` for each job.
+//! The worker runs the steps in `DIR/workspace`, each in its own process group, applies file
+//! and workflow commands, masks secrets, and reports log lines and the result to its listener
+//! as JSON lines on stdout. A separate process means a crashing step cannot take the listener
+//! down, and the listener knows exactly when the job's teardown is over: when this process has
+//! exited and its process groups are empty.
+
+pub mod env;
+pub mod file_commands;
+pub mod mask;
+pub mod process;
+mod step;
+pub mod workflow_commands;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use baton_api as api;
+
+use crate::protocol::{CONTROL_CANCEL, WorkerEvent, WorkerSpec};
+
+/// Largest spec file a worker reads.
+const SPEC_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// The directories of one attempt: `work/<job>/<attempt>/{workspace,temp,file_commands}`.
+#[derive(Debug, Clone)]
+pub struct AttemptDirs {
+    pub root: PathBuf,
+    pub workspace: PathBuf,
+    pub temp: PathBuf,
+    pub file_commands: PathBuf,
+}
+
+impl AttemptDirs {
+    pub fn new(root: &Path) -> AttemptDirs {
+        AttemptDirs {
+            root: root.to_path_buf(),
+            workspace: root.join("workspace"),
+            temp: root.join("temp"),
+            file_commands: root.join("file_commands"),
+        }
+    }
+
+    pub fn create(&self) -> std::io::Result<()> {
+        for dir in [&self.workspace, &self.temp, &self.file_commands] {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn spec_path(&self) -> PathBuf {
+        self.root.join("spec.json")
+    }
+}
+
+/// What reaches the worker's main loop: step output, step exits, and control words.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Chunk { step: usize, stream: usize, bytes: Vec<u8> },
+    StreamClosed { step: usize },
+    Exited { step: usize, code: Option<i32>, signal: Option<i32> },
+    Cancel,
+    ControlClosed,
+}
+
+/// Writes [`WorkerEvent`]s to stdout, one JSON object per line.
+#[derive(Clone)]
+pub(crate) struct Emitter {
+    out: Arc<Mutex<std::io::Stdout>>,
+}
+
+impl Emitter {
+    fn new() -> Emitter {
+        Emitter { out: Arc::new(Mutex::new(std::io::stdout())) }
+    }
+
+    pub(crate) fn emit(&self, event: &WorkerEvent) {
+        let line = serde_json::to_string(event).expect("worker events serialize");
+        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A closed stdout means the listener is gone; the control thread notices it too.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// The worker's entry point. Returns the process exit code.
+pub fn run(attempt_dir: &Path) -> anyhow::Result<i32> {
+    process::become_subreaper().context("become a child subreaper")?;
+    let dirs = AttemptDirs::new(attempt_dir);
+    let spec_path = dirs.spec_path();
+    let size = std::fs::metadata(&spec_path).with_context(|| format!("read {}", spec_path.display()))?.len();
+    anyhow::ensure!(size <= SPEC_BYTES_MAX, "{} is over 16 MiB", spec_path.display());
+    let text = std::fs::read_to_string(&spec_path).with_context(|| format!("read {}", spec_path.display()))?;
+    let spec: WorkerSpec = serde_json::from_str(&text).with_context(|| format!("parse {}", spec_path.display()))?;
+
+    let emitter = Emitter::new();
+    let (sender, receiver) = mpsc::channel();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    spawn_control_reader(sender.clone(), cancelled.clone());
+
+    let mut job = step::JobRun::new(&spec, &dirs, emitter.clone(), sender, receiver, cancelled);
+    let result = job.run_steps();
+    let (outputs, summary, groups) = job.finish();
+    // Nothing of the job may outlive it: its process groups, and anything that escaped them
+    // and was re-parented to this subreaper.
+    process::sweep(&groups, Duration::from_secs(5));
+    emitter.emit(&WorkerEvent::Result { result, outputs, summary });
+    Ok(0)
+}
+
+fn spawn_control_reader(sender: mpsc::Sender<Input>, cancelled: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            match line {
+                Ok(word) if word.trim() == CONTROL_CANCEL => {
+                    cancelled.store(true, Ordering::SeqCst);
+                    if sender.send(Input::Cancel).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        // The listener closed our stdin: it is gone or wants everything stopped now.
+        cancelled.store(true, Ordering::SeqCst);
+        let _ = sender.send(Input::ControlClosed);
+    });
+}
+
+/// The result of a job whose steps ended with these flags.
+pub(crate) fn job_result(failed: bool, cancelled: bool) -> api::AttemptResult {
+    if cancelled {
+        api::AttemptResult::Cancelled
+    } else if failed {
+        api::AttemptResult::Failure
+    } else {
+        api::AttemptResult::Success
+    }
+}
+
+/// Outputs reported for the job: every step's `GITHUB_OUTPUT` values by name, later steps
+/// winning, until job-level `outputs:` mappings exist.
+pub(crate) type Outputs = BTreeMap<String, String>;
+
+/// The time a step may run.
+pub(crate) fn step_deadline(start: Instant, timeout_minutes: Option<u32>) -> Option<Instant> {
+    timeout_minutes.map(|minutes| start + Duration::from_secs(u64::from(minutes) * 60))
+}
