@@ -13,7 +13,7 @@ use baton_core::{
 };
 
 use crate::StoreError;
-use crate::tx::{Backend, Event, LogChunk, Tx};
+use crate::tx::{Backend, Event, LogChunk, QueueCursor, Tx};
 
 type R<T> = std::result::Result<T, StoreError>;
 
@@ -365,10 +365,19 @@ impl Tx for MemTx<'_> {
             .collect())
     }
 
-    fn attempts_queued(&mut self, limit: usize) -> R<Vec<(Attempt, Vec<String>)>> {
-        let mut queued: Vec<&Attempt> =
-            self.state.attempts.values().filter(|attempt| attempt.state == AttemptState::Queued).collect();
-        queued.sort_by_key(|attempt| (attempt.queued_at, attempt.job_id, attempt.number));
+    fn attempts_queued(&mut self, after: Option<QueueCursor>, limit: usize) -> R<Vec<(Attempt, Vec<String>)>> {
+        let key = |attempt: &Attempt| QueueCursor {
+            queued_at: attempt.queued_at,
+            job_id: attempt.job_id,
+            number: attempt.number,
+        };
+        let mut queued: Vec<&Attempt> = self
+            .state
+            .attempts
+            .values()
+            .filter(|attempt| attempt.state == AttemptState::Queued && after.is_none_or(|after| key(attempt) > after))
+            .collect();
+        queued.sort_by_key(|attempt| key(attempt));
         queued
             .into_iter()
             .take(limit)

@@ -17,7 +17,7 @@ use baton_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::tx::{Backend, Event, LogChunk, Tx};
+use crate::tx::{Backend, Event, LogChunk, QueueCursor, Tx};
 
 /// What a committed transaction did that someone may be waiting for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -149,8 +149,10 @@ pub struct Sweep {
     pub expired: usize,
 }
 
-/// Queued attempts considered by one dispatch pass.
+/// Queued attempts considered by one dispatch pass, at most.
 const DISPATCH_SCAN_MAX: usize = 1000;
+/// Queued attempts read at a time by a dispatch pass.
+const DISPATCH_PAGE: usize = 32;
 
 /// Meta key of the instant the control plane last recorded itself alive.
 const META_LAST_ALIVE: &str = "clock.last_alive";
@@ -1244,21 +1246,33 @@ fn assign(
     if eligible.is_empty() {
         return Ok(0);
     }
-    let queued = tx.attempts_queued(DISPATCH_SCAN_MAX)?;
-    if queued.is_empty() {
-        return Ok(0);
-    }
-    let waiting: Vec<_> =
-        queued.iter().map(|(attempt, labels)| dispatch::Waiting { job_id: attempt.job_id, labels }).collect();
     let mut candidates: Vec<_> = eligible
         .iter()
         .map(|(runner, free)| dispatch::Candidate { runner_id: runner.id, labels: &runner.labels, free_slots: *free })
         .collect();
-    let offers = dispatch::plan(&waiting, &mut candidates);
-    for &(job_id, runner_id) in &offers {
-        let (attempt, _) =
-            queued.iter().find(|(attempt, _)| attempt.job_id == job_id).expect("offer names a queued job");
-        let mut attempt = attempt.clone();
+    // Walk the queue oldest first, a page at a time, and stop as soon as every free slot is
+    // taken: the cost of an assign follows the slots it fills, not the length of the queue.
+    let mut offers = Vec::new();
+    let mut cursor: Option<QueueCursor> = None;
+    let mut scanned = 0;
+    while scanned < DISPATCH_SCAN_MAX && candidates.iter().any(|candidate| candidate.free_slots > 0) {
+        let page = tx.attempts_queued(cursor, DISPATCH_PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        cursor = Some(QueueCursor { queued_at: last.queued_at, job_id: last.job_id, number: last.number });
+        scanned += page.len();
+        let waiting: Vec<_> =
+            page.iter().map(|(attempt, labels)| dispatch::Waiting { job_id: attempt.job_id, labels }).collect();
+        for (job_id, runner_id) in dispatch::plan(&waiting, &mut candidates) {
+            let (attempt, _) =
+                page.iter().find(|(attempt, _)| attempt.job_id == job_id).expect("offer names a queued job");
+            offers.push((attempt.clone(), runner_id));
+        }
+        if page.len() < DISPATCH_PAGE {
+            break;
+        }
+    }
+    for (mut attempt, runner_id) in offers.iter().cloned() {
+        let job_id = attempt.job_id;
         let mut job = get_job(tx, job_id)?;
         job.epoch = job.epoch.next();
         tx.job_update(&job)?;

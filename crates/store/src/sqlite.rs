@@ -22,7 +22,7 @@ use baton_core::{
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::StoreError;
-use crate::tx::{Backend, Event, LogChunk, Tx};
+use crate::tx::{Backend, Event, LogChunk, QueueCursor, Tx};
 
 type R<T> = std::result::Result<T, StoreError>;
 
@@ -619,14 +619,19 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
-    fn attempts_queued(&mut self, limit: usize) -> R<Vec<(Attempt, Vec<String>)>> {
+    fn attempts_queued(&mut self, after: Option<QueueCursor>, limit: usize) -> R<Vec<(Attempt, Vec<String>)>> {
         let columns = ATTEMPT_COLUMNS.split(", ").map(|column| format!("a.{column}")).collect::<Vec<_>>().join(", ");
+        let (queued_at, job_id, number) = match after {
+            Some(cursor) => (ts(cursor.queued_at), cursor.job_id.0, i64::from(cursor.number.0)),
+            None => (-1, -1, -1),
+        };
         self.many(
             &format!(
                 "SELECT {columns}, j.labels FROM attempts a JOIN jobs j ON j.id = a.job_id \
-                 WHERE a.state = 'queued' ORDER BY a.queued_at, a.job_id, a.number LIMIT ?1"
+                 WHERE a.state = 'queued' AND (a.queued_at, a.job_id, a.number) > (?1, ?2, ?3) \
+                 ORDER BY a.queued_at, a.job_id, a.number LIMIT ?4"
             ),
-            params![limit_param(limit)],
+            params![queued_at, job_id, number, limit_param(limit)],
             attempt_with_labels_row,
         )
     }

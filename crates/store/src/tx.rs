@@ -26,6 +26,14 @@ pub struct Event {
     pub data: String,
 }
 
+/// A position in the queue: queued attempts are ordered by (queued_at, job_id, number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueueCursor {
+    pub queued_at: Timestamp,
+    pub job_id: JobId,
+    pub number: AttemptNo,
+}
+
 /// One stored chunk of an attempt's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogChunk {
@@ -75,8 +83,9 @@ pub trait Tx {
     fn attempt_update(&mut self, attempt: &Attempt) -> R<()>;
     fn attempt_get(&mut self, job_id: JobId, number: AttemptNo) -> R<Option<Attempt>>;
     fn attempts_of_job(&mut self, job_id: JobId) -> R<Vec<Attempt>>;
-    /// Queued attempts, oldest first, each with its job's labels; at most `limit`.
-    fn attempts_queued(&mut self, limit: usize) -> R<Vec<(Attempt, Vec<String>)>>;
+    /// Queued attempts in queue order (queued_at, job, number) after `after`, each with its
+    /// job's labels; at most `limit`.
+    fn attempts_queued(&mut self, after: Option<QueueCursor>, limit: usize) -> R<Vec<(Attempt, Vec<String>)>>;
     /// Offered and running attempts that reference `runner_id`.
     fn attempts_held(&mut self, runner_id: RunnerId) -> R<Vec<Attempt>>;
     /// Offered attempts whose accept deadline is before `now`.

@@ -108,6 +108,7 @@ conformance_suite! {
         the_oldest_queued_job_is_offered_first,
         a_draining_runner_is_not_offered_until_resumed,
         an_ephemeral_runner_that_ran_its_job_cannot_be_resumed,
+        a_matching_job_behind_many_unmatched_ones_is_found,
         bad_jobs_are_invalid_and_write_nothing,
     }
     lifecycle {

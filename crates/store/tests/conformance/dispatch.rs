@@ -253,3 +253,15 @@ pub fn an_ephemeral_runner_that_ran_its_job_cannot_be_resumed(harness: &mut Harn
     let polled = harness.poll(&runner, &session, 1, MessageId(0), at(60));
     assert!(offers(&polled).iter().all(|(_, offered, _, _)| *offered == job_id), "no second job: {polled:?}");
 }
+
+pub fn a_matching_job_behind_many_unmatched_ones_is_found(harness: &mut Harness) {
+    let (runner, session) = harness.connect("runner-1", &["linux"], 1, T0);
+    // More non-matching jobs than one dispatch page, then one the runner can take.
+    for index in 0..70 {
+        harness.enqueue(&format!("gpu-{index}"), &["gpu"], at(1 + index));
+    }
+    let wanted = harness.enqueue("linux-job", &["linux"], at(100));
+    let polled = harness.poll(&runner, &session, 1, MessageId(0), at(200));
+    let offered: Vec<_> = offers(&polled).into_iter().map(|(_, job_id, _, _)| job_id).collect();
+    assert_eq!(offered, vec![wanted.id], "the matching job deep in the queue is offered");
+}
