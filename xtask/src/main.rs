@@ -3,6 +3,8 @@
 //! - `cargo xtask ci`: exactly what CI runs: `cargo fmt --check`, `cargo clippy --workspace
 //!   --all-targets -- -D warnings`, then every test (tidy checks included, as tests of this
 //!   crate). Stops at the first failure with a non-zero exit.
+//! - `cargo xtask bench [--quick] [--store sqlite] [--sqlite-synchronous normal|full]`: builds
+//!   the release binaries and prints Baton's figures as one JSON object on stdout.
 
 mod tidy;
 
@@ -15,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("tidy") => tidy::check(&workspace_root()?),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <ci|tidy>\n  ci    fmt --check, clippy -D warnings, the whole test suite\n  tidy  the repository's own consistency checks"
@@ -49,5 +52,37 @@ fn ci() -> anyhow::Result<()> {
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     cargo(&["test", "--workspace", "--locked", "--no-fail-fast"])?;
     eprintln!("==> all checks passed");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let mut forwarded = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--quick" => forwarded.push(arg.clone()),
+            "--store" => match iter.next().map(String::as_str) {
+                Some("sqlite") => {}
+                Some("postgres") => bail!("--store postgres: the PostgreSQL store does not exist yet"),
+                other => bail!("--store takes sqlite or postgres, not {other:?}"),
+            },
+            "--sqlite-synchronous" => {
+                forwarded.push(arg.clone());
+                forwarded.push(iter.next().context("--sqlite-synchronous takes normal or full")?.clone());
+            }
+            other => bail!("unknown bench argument {other:?}"),
+        }
+    }
+    cargo(&["build", "--release", "--locked", "-p", "baton-cli", "-p", "baton-bench"])?;
+    let root = workspace_root()?;
+    let status = Command::new(root.join("target/release/baton-bench"))
+        .arg("--baton")
+        .arg(root.join("target/release/baton"))
+        .args(&forwarded)
+        .status()
+        .context("run baton-bench")?;
+    if !status.success() {
+        bail!("the benchmark failed ({status})");
+    }
     Ok(())
 }

@@ -91,3 +91,30 @@ async fn a_completion_survives_a_sigkill_of_the_listener() {
     assert_eq!(lines, ["before", "after"], "the whole log, once: {log}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_removes_attempt_directories_of_a_crashed_run() {
+    let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
+    let token = server.token().await;
+    // What a crashed run leaves: an attempt tree with files in it, and no worker.
+    let leftover = server.dir.path().join("collector/work/4242/1");
+    std::fs::create_dir_all(leftover.join("workspace")).expect("create the leftover tree");
+    std::fs::write(leftover.join("workspace/artifact"), b"stale").expect("write a stale file");
+    std::fs::write(leftover.join("worker.pid"), b"999999999").expect("write a dead worker's pid");
+    let _runner = RunnerProcess::start(
+        &server.url,
+        &token,
+        server.dir.path(),
+        RunnerOptions { name: "collector", capacity: 1, ephemeral: false, extra: &[] },
+    );
+    let job_dir = leftover.parent().expect("job dir").to_path_buf();
+    eventually("the leftover attempt directory is removed", || {
+        let gone = !job_dir.exists();
+        async move { gone.then_some(()) }
+    })
+    .await;
+    // And the runner still works.
+    let job = server.enqueue("after-gc", &["echo ok"]).await;
+    assert_eq!(server.wait_completed(job.id).await.conclusion.as_deref(), Some("success"));
+    server.stop().await;
+}
