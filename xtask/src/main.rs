@@ -61,6 +61,10 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--quick" => forwarded.push(arg.clone()),
+            "--only" => {
+                forwarded.push(arg.clone());
+                forwarded.push(iter.next().context("--only takes a figure's name")?.clone());
+            }
             "--store" => match iter.next().map(String::as_str) {
                 Some("sqlite") => {}
                 Some("postgres") => bail!("--store postgres: the PostgreSQL store does not exist yet"),

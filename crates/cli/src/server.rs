@@ -159,7 +159,19 @@ pub fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
+/// Raises the soft open-file limit to the hard one: every runner long-polling holds a socket.
+fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(%error, soft, hard, "could not raise the open-file limit");
+    }
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    raise_file_limit();
     let config = build_config(&args)?;
     let server = Server::start(config).await.context("start the server")?;
     if let Some(token) = server.generated_admin_token() {

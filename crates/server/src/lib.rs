@@ -58,6 +58,13 @@ impl Server {
         let app = http::router(state.clone());
         sweeper::spawn(state.clone(), config.sweep_interval, shutdown_rx.clone());
         let mut wait_for_shutdown = shutdown_rx;
+        // Small request/response exchanges must not wait for Nagle's algorithm: without
+        // TCP_NODELAY a response split across segments stalls on the client's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::warn!(%error, "set TCP_NODELAY");
+            }
+        });
         let task = tokio::spawn(async move {
             axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {

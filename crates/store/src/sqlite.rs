@@ -76,7 +76,12 @@ impl SqliteBackend {
     }
 }
 
+/// Prepared statements kept per connection. The scripts use a few dozen distinct statements;
+/// rusqlite's default of 16 would re-parse most of them on every transaction.
+const STATEMENT_CACHE: usize = 256;
+
 fn configure(connection: &Connection, durability: Durability) -> R<()> {
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     connection.busy_timeout(Duration::from_secs(10))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     let synchronous = match durability {

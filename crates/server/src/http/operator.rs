@@ -7,8 +7,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use baton_api as api;
-use baton_core::{AttemptNo, JobId, RunnerId, limits};
-use baton_store::{NewJitRunner, NewJob, RetireOutcome};
+use baton_core::{AttemptNo, JobId, RunnerId, Timestamp, limits};
+use baton_store::{NewJitRunner, NewJob, RetireOutcome, Store};
 
 use super::{ApiJson, ApiPath, ApiQuery, runner_info};
 use crate::auth::{self, Admin, JIT_PREFIX, REGISTRATION_PREFIX};
@@ -276,6 +276,19 @@ pub async fn retire_runner(
     }))
 }
 
+/// Runs a lifecycle script on one runner and answers with the runner as it is afterwards.
+async fn runner_action(
+    state: &Arc<AppState>,
+    runner_id: i64,
+    action: impl FnOnce(&Store, RunnerId, Timestamp) -> Result<baton_core::Runner, baton_store::Error> + Send + 'static,
+) -> Result<Json<api::RunnerInfo>, ApiError> {
+    let now = state.now();
+    let runner_id = RunnerId(runner_id);
+    state.run(move |store| action(store, runner_id, now)).await?;
+    let view = state.run(move |store| store.runner_view(runner_id)).await?;
+    Ok(Json(runner_info(&view, state.now())))
+}
+
 /// Stops new offers to a runner; it finishes what it runs.
 #[utoipa::path(post, path = "/api/v1/runners/{runner_id}/drain", tag = "operator", security(("bearer" = [])), params(("runner_id" = i64, Path)),
     responses((status = 200, body = api::RunnerInfo), (status = 409, body = api::ErrorBody)))]
@@ -284,11 +297,7 @@ pub async fn drain_runner(
     _admin: Admin,
     ApiPath(runner_id): ApiPath<i64>,
 ) -> Result<Json<api::RunnerInfo>, ApiError> {
-    let now = state.now();
-    let runner_id = RunnerId(runner_id);
-    state.run(move |store| store.drain(runner_id, now)).await?;
-    let view = state.run(move |store| store.runner_view(runner_id)).await?;
-    Ok(Json(runner_info(&view, state.now())))
+    runner_action(&state, runner_id, |store, runner_id, now| store.drain(runner_id, now)).await
 }
 
 /// Lifts a drain.
@@ -299,11 +308,7 @@ pub async fn resume_runner(
     _admin: Admin,
     ApiPath(runner_id): ApiPath<i64>,
 ) -> Result<Json<api::RunnerInfo>, ApiError> {
-    let now = state.now();
-    let runner_id = RunnerId(runner_id);
-    state.run(move |store| store.resume(runner_id, now)).await?;
-    let view = state.run(move |store| store.runner_view(runner_id)).await?;
-    Ok(Json(runner_info(&view, state.now())))
+    runner_action(&state, runner_id, |store, runner_id, now| store.resume(runner_id, now)).await
 }
 
 /// Marks a retiring runner gone after its machine was terminated.
@@ -314,9 +319,5 @@ pub async fn remove_runner(
     _admin: Admin,
     ApiPath(runner_id): ApiPath<i64>,
 ) -> Result<Json<api::RunnerInfo>, ApiError> {
-    let now = state.now();
-    let runner_id = RunnerId(runner_id);
-    state.run(move |store| store.remove_runner(runner_id, now)).await?;
-    let view = state.run(move |store| store.runner_view(runner_id)).await?;
-    Ok(Json(runner_info(&view, state.now())))
+    runner_action(&state, runner_id, |store, runner_id, now| store.remove_runner(runner_id, now)).await
 }

@@ -11,8 +11,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use baton_api as api;
-use baton_core::{AttemptNo, JobId, LeaseEpoch, Message, MessageId, RunnerId, SessionId};
-use baton_store::{LogAppend, NewRunner};
+use baton_core::{AttemptNo, JobId, LeaseEpoch, Message, MessageId, RunnerId, SessionId, Timestamp};
+use baton_store::{LogAppend, NewRunner, Store};
 
 use super::{ApiJson, ApiPath, ApiQuery, runner_info};
 use crate::auth::{self, JIT_PREFIX, REGISTRATION_PREFIX, RUNNER_PREFIX, RunnerCaller};
@@ -251,6 +251,29 @@ fn lease_response(lease: baton_store::Lease) -> api::LeaseResponse {
     }
 }
 
+/// The store script behind a lease call.
+type LeaseScript =
+    fn(&Store, RunnerId, JobId, AttemptNo, LeaseEpoch, Timestamp) -> Result<baton_store::Lease, baton_store::Error>;
+
+/// Checks the fence of a lease call, runs its script, and renders the lease.
+async fn lease_call(
+    state: &Arc<AppState>,
+    runner: &baton_core::Runner,
+    (job_id, attempt): (i64, u32),
+    request: api::FencedRequest,
+    script: LeaseScript,
+) -> Result<Json<api::LeaseResponse>, ApiError> {
+    let (job_id, attempt, epoch) = (JobId(job_id), AttemptNo(attempt), LeaseEpoch(request.epoch));
+    check_job_token(state, runner.id, job_id, attempt, epoch, &request.token).await?;
+    let now = state.now();
+    let runner_id = runner.id;
+    let lease = state
+        .run(move |store| script(store, runner_id, job_id, attempt, epoch, now))
+        .await
+        .map_err(|error| count_stale(state, error))?;
+    Ok(Json(lease_response(lease)))
+}
+
 /// Accepts an offer; the attempt starts running under a lease.
 #[utoipa::path(post, path = "/api/v1/jobs/{job_id}/attempts/{attempt}/accept", tag = "runner", security(("bearer" = [])),
     params(("job_id" = i64, Path), ("attempt" = u32, Path)), request_body = api::FencedRequest,
@@ -258,18 +281,10 @@ fn lease_response(lease: baton_store::Lease) -> api::LeaseResponse {
 pub async fn accept(
     State(state): State<Arc<AppState>>,
     RunnerCaller(runner): RunnerCaller,
-    ApiPath((job_id, attempt)): ApiPath<(i64, u32)>,
+    ApiPath(path): ApiPath<(i64, u32)>,
     ApiJson(request): ApiJson<api::FencedRequest>,
 ) -> Result<Json<api::LeaseResponse>, ApiError> {
-    let (job_id, attempt, epoch) = (JobId(job_id), AttemptNo(attempt), LeaseEpoch(request.epoch));
-    check_job_token(&state, runner.id, job_id, attempt, epoch, &request.token).await?;
-    let now = state.now();
-    let runner_id = runner.id;
-    let lease = state
-        .run(move |store| store.accept(runner_id, job_id, attempt, epoch, now))
-        .await
-        .map_err(|error| count_stale(&state, error))?;
-    Ok(Json(lease_response(lease)))
+    lease_call(&state, &runner, path, request, Store::accept).await
 }
 
 /// Renews the lease of a running attempt.
@@ -279,18 +294,10 @@ pub async fn accept(
 pub async fn renew(
     State(state): State<Arc<AppState>>,
     RunnerCaller(runner): RunnerCaller,
-    ApiPath((job_id, attempt)): ApiPath<(i64, u32)>,
+    ApiPath(path): ApiPath<(i64, u32)>,
     ApiJson(request): ApiJson<api::FencedRequest>,
 ) -> Result<Json<api::LeaseResponse>, ApiError> {
-    let (job_id, attempt, epoch) = (JobId(job_id), AttemptNo(attempt), LeaseEpoch(request.epoch));
-    check_job_token(&state, runner.id, job_id, attempt, epoch, &request.token).await?;
-    let now = state.now();
-    let runner_id = runner.id;
-    let lease = state
-        .run(move |store| store.renew(runner_id, job_id, attempt, epoch, now))
-        .await
-        .map_err(|error| count_stale(&state, error))?;
-    Ok(Json(lease_response(lease)))
+    lease_call(&state, &runner, path, request, Store::renew).await
 }
 
 /// Uploads one chunk of a running attempt's log. Chunks are numbered from 1; a retried chunk
