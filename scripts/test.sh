@@ -12,4 +12,15 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
+# The expression engine's differential test compares it with GitHub's own implementation, the
+# npm package @actions/expressions; it runs when the package is installed. Best effort: a
+# machine without npm runs every other test.
+if [ -z "${BATON_ACTIONS_EXPRESSIONS_DIR:-}" ] && command -v npm >/dev/null 2>&1; then
+    dir="$PWD/target/npm-actions-expressions"
+    if [ -d "$dir/node_modules/@actions/expressions" ] || npm install --silent --no-audit --no-fund --prefix "$dir" @actions/expressions >/dev/null 2>&1; then
+        export BATON_ACTIONS_EXPRESSIONS_DIR="$dir"
+    else
+        echo "note: could not install @actions/expressions from npm; the differential expression test is skipped" >&2
+    fi
+fi
 exec cargo xtask ci
