@@ -1,6 +1,7 @@
 //! Integration tests of the control plane over real HTTP on loopback, through the client
 //! crate. One test binary, made of modules.
 
+mod admin_token;
 mod common;
 mod f1_lost_after_success;
 mod f2_busy_is_linearizable;
