@@ -11,7 +11,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use baton_core::{AttemptNo, JobId, LeaseEpoch, Runner, RunnerId, RunnerState};
+use baton_core::{AttemptNo, JobId, LeaseEpoch, RunnerId, RunnerState};
 use hmac::{KeyInit, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -135,9 +135,40 @@ impl FromRequestParts<Arc<AppState>> for Admin {
     }
 }
 
-/// A registered runner, authenticated by its credential.
-#[derive(Debug, Clone)]
-pub struct RunnerCaller(pub Runner);
+/// Runner credentials recently verified against the store, by hash, so that a runner's calls
+/// need no extra read each. An entry is dropped the moment its runner becomes gone (the hub
+/// sees the commit), so a revoked credential is refused at once; a full cache starts over.
+#[derive(Debug, Default)]
+pub struct CredentialCache {
+    runners: std::sync::Mutex<std::collections::HashMap<String, RunnerId>>,
+}
+
+/// Entries kept before the cache starts over.
+const CREDENTIAL_CACHE_MAX: usize = 100_000;
+
+impl CredentialCache {
+    fn get(&self, hash: &str) -> Option<RunnerId> {
+        self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(hash).copied()
+    }
+
+    fn insert(&self, hash: String, runner_id: RunnerId) {
+        let mut runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if runners.len() >= CREDENTIAL_CACHE_MAX {
+            runners.clear();
+        }
+        runners.insert(hash, runner_id);
+    }
+
+    /// Forgets the credentials of runners that are gone.
+    pub fn revoke(&self, gone: &[RunnerId]) {
+        let mut runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        runners.retain(|_, runner_id| !gone.contains(runner_id));
+    }
+}
+
+/// A registered runner that is not gone, authenticated by its credential.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerCaller(pub RunnerId);
 
 impl FromRequestParts<Arc<AppState>> for RunnerCaller {
     type Rejection = ApiError;
@@ -156,8 +187,12 @@ impl FromRequestParts<Arc<AppState>> for RunnerCaller {
             ));
         }
         let credential_hash = hash(token);
+        if let Some(runner_id) = state.credentials.get(&credential_hash) {
+            return Ok(RunnerCaller(runner_id));
+        }
+        let lookup = credential_hash.clone();
         let runner = state
-            .run(move |store| store.runner_by_credential(&credential_hash))
+            .run(move |store| store.runner_by_credential(&lookup))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown runner credential", "register the runner again"))?;
         if runner.state == RunnerState::Gone {
@@ -166,6 +201,7 @@ impl FromRequestParts<Arc<AppState>> for RunnerCaller {
                 "register a new runner",
             ));
         }
-        Ok(RunnerCaller(runner))
+        state.credentials.insert(credential_hash, runner.id);
+        Ok(RunnerCaller(runner.id))
     }
 }

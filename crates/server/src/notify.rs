@@ -1,8 +1,8 @@
 //! In-process wake-ups after commits.
 //!
 //! The store tells the [`Hub`] which runners got messages and which events were appended; the
-//! hub wakes the long-polls of those runners and every event stream. Nobody polls the store on
-//! a timer to find out.
+//! hub wakes the long-polls of those runners and every event stream, and revokes the cached
+//! credentials of runners that became gone. Nobody polls the store on a timer to find out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,11 +19,12 @@ pub struct Hub {
     /// Bumped after every commit that appended events.
     events: watch::Sender<u64>,
     metrics: Arc<Metrics>,
+    credentials: Arc<crate::auth::CredentialCache>,
 }
 
 impl Hub {
-    pub fn new(metrics: Arc<Metrics>) -> Hub {
-        Hub { runners: Mutex::new(HashMap::new()), events: watch::channel(0).0, metrics }
+    pub fn new(metrics: Arc<Metrics>, credentials: Arc<crate::auth::CredentialCache>) -> Hub {
+        Hub { runners: Mutex::new(HashMap::new()), events: watch::channel(0).0, metrics, credentials }
     }
 
     /// The notification a runner's long-polls wait on.
@@ -47,6 +48,9 @@ impl Hub {
 
 impl CommitObserver for Hub {
     fn committed(&self, effects: &Effects) {
+        if !effects.gone.is_empty() {
+            self.credentials.revoke(&effects.gone);
+        }
         for kind in &effects.events {
             self.metrics.record_event(*kind);
         }

@@ -23,6 +23,7 @@ pub struct AppState {
     clock: Arc<dyn Clock>,
     admin_token_hash: String,
     pub job_tokens: JobTokens,
+    pub credentials: Arc<crate::auth::CredentialCache>,
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub shutdown: watch::Receiver<bool>,
@@ -36,7 +37,8 @@ impl AppState {
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<(Arc<AppState>, Option<String>)> {
         let metrics = Arc::new(Metrics::new());
-        let hub = Arc::new(Hub::new(metrics.clone()));
+        let credentials = Arc::new(crate::auth::CredentialCache::default());
+        let hub = Arc::new(Hub::new(metrics.clone(), credentials.clone()));
         let database = config.database.clone();
         let timeouts = config.timeouts;
         let mut store = tokio::task::spawn_blocking(move || match database {
@@ -86,6 +88,7 @@ impl AppState {
             clock: Arc::new(SystemClock::new()),
             admin_token_hash,
             job_tokens: JobTokens::new(key),
+            credentials,
             hub,
             metrics,
             shutdown,

@@ -26,6 +26,8 @@ pub struct Effects {
     pub messaged: Vec<RunnerId>,
     /// The kinds of the events appended, in order.
     pub events: Vec<EventKind>,
+    /// Runners that became gone: their credentials are revoked.
+    pub gone: Vec<RunnerId>,
 }
 
 impl Effects {
@@ -491,8 +493,9 @@ impl Store {
 
     // ----- jobs -----
 
-    /// Enqueues a job and offers it at once if a runner can take it.
-    pub fn enqueue(&self, new: &NewJob, now: Timestamp) -> Result<Job> {
+    /// Enqueues a job and offers it at once if a runner can take it. Answers with the job as
+    /// committed, offer included, so the caller needs no second read.
+    pub fn enqueue(&self, new: &NewJob, now: Timestamp) -> Result<JobView> {
         check_name_field("name", &new.name)?;
         check_labels(&new.labels)?;
         if new.max_attempts == 0 || new.max_attempts > limits::MAX_ATTEMPTS_MAX {
@@ -532,7 +535,9 @@ impl Store {
                 serde_json::json!({ "labels": job.labels }),
             )?;
             assign(tx, fx, &self.timeouts, None, now)?;
-            Ok(job)
+            let job = get_job(tx, job.id)?;
+            let attempts = tx.attempts_of_job(job.id)?;
+            Ok(JobView { job, attempts })
         })
     }
 
@@ -699,7 +704,7 @@ impl Store {
         outputs: &BTreeMap<String, String>,
         summary: &str,
         now: Timestamp,
-    ) -> Result<Attempt> {
+    ) -> Result<JobView> {
         check_outputs(outputs)?;
         if summary.len() > limits::SUMMARY_BYTES_MAX {
             return Err(Error::Invalid {
@@ -710,7 +715,11 @@ impl Store {
         self.write(|tx, fx| {
             let mut attempt = fenced_attempt(tx, runner_id, job_id, number, epoch)?;
             match attempt.state {
-                AttemptState::Completed if attempt.result == Some(result) => return Ok(attempt),
+                AttemptState::Completed if attempt.result == Some(result) => {
+                    let job = get_job(tx, job_id)?;
+                    let attempts = tx.attempts_of_job(job_id)?;
+                    return Ok(JobView { job, attempts });
+                }
                 AttemptState::Completed => {
                     return Err(Error::Conflict {
                         code: "already_completed",
@@ -747,7 +756,8 @@ impl Store {
                 Some(runner_id),
                 serde_json::json!({ "conclusion": conclusion.to_string(), "epoch": epoch.0 }),
             )?;
-            Ok(attempt)
+            let attempts = tx.attempts_of_job(job_id)?;
+            Ok(JobView { job, attempts })
         })
     }
 
@@ -1407,6 +1417,11 @@ fn emit(
         data: data.to_string(),
     })?;
     fx.events.push(kind);
+    if kind == EventKind::RunnerGone
+        && let Some(runner_id) = runner_id
+    {
+        fx.gone.push(runner_id);
+    }
     Ok(seq)
 }
 

@@ -163,9 +163,7 @@ pub async fn enqueue_job(
         max_attempts: spec.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
     };
     let now = state.now();
-    let job = state.run(move |store| store.enqueue(&new, now)).await?;
-    let id = job.id;
-    let view = state.run(move |store| store.job_view(id)).await?;
+    let view = state.run(move |store| store.enqueue(&new, now)).await?;
     Ok((StatusCode::CREATED, Json(super::job(&view)?)))
 }
 

@@ -77,10 +77,9 @@ pub async fn register_jit(
     responses((status = 201, body = api::SessionResponse), (status = 401, body = api::ErrorBody), (status = 409, body = api::ErrorBody)))]
 pub async fn open_session(
     State(state): State<Arc<AppState>>,
-    RunnerCaller(runner): RunnerCaller,
+    RunnerCaller(runner_id): RunnerCaller,
 ) -> Result<(StatusCode, Json<api::SessionResponse>), ApiError> {
     let now = state.now();
-    let runner_id = runner.id;
     let session = state.run(move |store| store.open_session(runner_id, now)).await?;
     let timeouts = *state.store().timeouts();
     Ok((
@@ -110,7 +109,7 @@ fn millis(duration: Duration) -> u64 {
     responses((status = 200, body = api::PollResponse), (status = 409, body = api::ErrorBody)))]
 pub async fn poll(
     State(state): State<Arc<AppState>>,
-    RunnerCaller(runner): RunnerCaller,
+    RunnerCaller(runner_id): RunnerCaller,
     ApiPath(session_id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<api::PollQuery>,
 ) -> Result<Json<api::PollResponse>, ApiError> {
@@ -126,7 +125,6 @@ pub async fn poll(
     let free_slots = query.free_slots.unwrap_or(0);
     let ack = MessageId(query.ack.unwrap_or(0).max(0));
     let session_id = SessionId(session_id);
-    let runner_id = runner.id;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
     let notify = state.hub.runner(runner_id);
     let mut shutdown = state.shutdown.clone();
@@ -200,11 +198,10 @@ impl Drop for WaitingGauge {
     responses((status = 200, body = api::RunnerInfo), (status = 403, body = api::ErrorBody)))]
 pub async fn goodbye(
     State(state): State<Arc<AppState>>,
-    RunnerCaller(runner): RunnerCaller,
+    RunnerCaller(runner_id): RunnerCaller,
     ApiPath(session_id): ApiPath<i64>,
 ) -> Result<Json<api::RunnerInfo>, ApiError> {
     let now = state.now();
-    let runner_id = runner.id;
     state.run(move |store| store.goodbye(runner_id, SessionId(session_id), now)).await?;
     let view = state.run(move |store| store.runner_view(runner_id)).await?;
     Ok(Json(runner_info(&view, state.now())))
@@ -258,15 +255,14 @@ type LeaseScript =
 /// Checks the fence of a lease call, runs its script, and renders the lease.
 async fn lease_call(
     state: &Arc<AppState>,
-    runner: &baton_core::Runner,
+    runner_id: RunnerId,
     (job_id, attempt): (i64, u32),
     request: api::FencedRequest,
     script: LeaseScript,
 ) -> Result<Json<api::LeaseResponse>, ApiError> {
     let (job_id, attempt, epoch) = (JobId(job_id), AttemptNo(attempt), LeaseEpoch(request.epoch));
-    check_job_token(state, runner.id, job_id, attempt, epoch, &request.token).await?;
+    check_job_token(state, runner_id, job_id, attempt, epoch, &request.token).await?;
     let now = state.now();
-    let runner_id = runner.id;
     let lease = state
         .run(move |store| script(store, runner_id, job_id, attempt, epoch, now))
         .await
@@ -280,11 +276,11 @@ async fn lease_call(
     responses((status = 200, body = api::LeaseResponse), (status = 409, body = api::ErrorBody)))]
 pub async fn accept(
     State(state): State<Arc<AppState>>,
-    RunnerCaller(runner): RunnerCaller,
+    RunnerCaller(runner_id): RunnerCaller,
     ApiPath(path): ApiPath<(i64, u32)>,
     ApiJson(request): ApiJson<api::FencedRequest>,
 ) -> Result<Json<api::LeaseResponse>, ApiError> {
-    lease_call(&state, &runner, path, request, Store::accept).await
+    lease_call(&state, runner_id, path, request, Store::accept).await
 }
 
 /// Renews the lease of a running attempt.
@@ -293,11 +289,11 @@ pub async fn accept(
     responses((status = 200, body = api::LeaseResponse), (status = 409, body = api::ErrorBody)))]
 pub async fn renew(
     State(state): State<Arc<AppState>>,
-    RunnerCaller(runner): RunnerCaller,
+    RunnerCaller(runner_id): RunnerCaller,
     ApiPath(path): ApiPath<(i64, u32)>,
     ApiJson(request): ApiJson<api::FencedRequest>,
 ) -> Result<Json<api::LeaseResponse>, ApiError> {
-    lease_call(&state, &runner, path, request, Store::renew).await
+    lease_call(&state, runner_id, path, request, Store::renew).await
 }
 
 /// Uploads one chunk of a running attempt's log. Chunks are numbered from 1; a retried chunk
@@ -307,14 +303,13 @@ pub async fn renew(
     responses((status = 200, body = api::LogUploadResponse), (status = 409, body = api::ErrorBody)))]
 pub async fn upload_log(
     State(state): State<Arc<AppState>>,
-    RunnerCaller(runner): RunnerCaller,
+    RunnerCaller(runner_id): RunnerCaller,
     ApiPath((job_id, attempt)): ApiPath<(i64, u32)>,
     ApiJson(request): ApiJson<api::LogUploadRequest>,
 ) -> Result<Json<api::LogUploadResponse>, ApiError> {
     let (job_id, attempt, epoch) = (JobId(job_id), AttemptNo(attempt), LeaseEpoch(request.epoch));
-    check_job_token(&state, runner.id, job_id, attempt, epoch, &request.token).await?;
+    check_job_token(&state, runner_id, job_id, attempt, epoch, &request.token).await?;
     let now = state.now();
-    let runner_id = runner.id;
     let (seq, data) = (request.seq, request.data);
     let appended = state
         .run(move |store| store.append_log(runner_id, job_id, attempt, epoch, seq, &data, now))
@@ -330,21 +325,19 @@ pub async fn upload_log(
     responses((status = 200, body = api::Job), (status = 409, body = api::ErrorBody)))]
 pub async fn complete(
     State(state): State<Arc<AppState>>,
-    RunnerCaller(runner): RunnerCaller,
+    RunnerCaller(runner_id): RunnerCaller,
     ApiPath((job_id, attempt)): ApiPath<(i64, u32)>,
     ApiJson(request): ApiJson<api::CompleteRequest>,
 ) -> Result<Json<api::Job>, ApiError> {
     let (job_id, attempt, epoch) = (JobId(job_id), AttemptNo(attempt), LeaseEpoch(request.epoch));
-    check_job_token(&state, runner.id, job_id, attempt, epoch, &request.token).await?;
+    check_job_token(&state, runner_id, job_id, attempt, epoch, &request.token).await?;
     let now = state.now();
-    let runner_id = runner.id;
     let result = super::core_result(request.result);
     let outputs = request.outputs;
     let summary = request.summary.unwrap_or_default();
-    state
+    let view = state
         .run(move |store| store.complete(runner_id, job_id, attempt, epoch, result, &outputs, &summary, now))
         .await
         .map_err(|error| count_stale(&state, error))?;
-    let view = state.run(move |store| store.job_view(job_id)).await?;
     Ok(Json(super::job(&view)?))
 }

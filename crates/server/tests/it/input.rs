@@ -165,3 +165,17 @@ async fn long_poll_wait_is_bounded_and_wakes_on_a_commit() {
     assert!(started.elapsed() < Duration::from_secs(2), "woken by the commit, not by the end of the wait");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_runners_credential_is_refused_at_once() {
+    let mut server = TestServer::start(fast_timeouts()).await;
+    let mut runner = server.runner("short-lived", &["linux"], 1, false).await;
+    // The credential has been used (and remembered) for a few calls.
+    runner.poll(Duration::ZERO, 1).await;
+    runner.poll(Duration::ZERO, 1).await;
+    assert_eq!(server.admin.retire_runner(runner.id).await.expect("retire"), api::RetireResponse::Retired);
+    assert_eq!(server.admin.remove_runner(runner.id).await.expect("remove").state, "gone");
+    let error = runner.client.open_session().await.expect_err("a gone runner's credential");
+    assert_eq!(status(&error), 401, "{error}");
+    server.stop().await;
+}

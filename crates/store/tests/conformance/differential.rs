@@ -151,7 +151,7 @@ fn apply(harness: &Harness, world: &mut World, step: &Step) -> String {
             let name = format!("job-{}", world.jobs.len() + 1);
             let outcome = store.enqueue(&NewJob { name, labels, spec: "{}".into(), max_attempts }, now);
             if let Ok(job) = &outcome {
-                world.jobs.push(job.id);
+                world.jobs.push(job.job.id);
             }
             format!("{outcome:?}")
         }

@@ -232,7 +232,7 @@ pub fn bad_jobs_are_invalid_and_write_nothing(harness: &mut Harness) {
         assert_invalid(&error, field);
     }
     let widest = NewJob { name: "job-1".into(), labels: Vec::new(), spec: "{}".into(), max_attempts: 10 };
-    let job = harness.store.enqueue(&widest, T0).expect("ten attempts and no labels are allowed");
+    let job = harness.store.enqueue(&widest, T0).expect("ten attempts and no labels are allowed").job;
     assert_eq!(job.max_attempts, 10);
     assert!(job.labels.is_empty(), "a job without labels runs on any runner");
 }

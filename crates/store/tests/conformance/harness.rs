@@ -281,7 +281,7 @@ impl Harness {
 
     pub fn enqueue_with_attempts(&self, name: &str, labels: &[&str], max_attempts: u32, now: Timestamp) -> Job {
         let new = NewJob { name: name.to_string(), labels: strings(labels), spec: "{}".to_string(), max_attempts };
-        self.store.enqueue(&new, now).expect("the job is enqueued")
+        self.store.enqueue(&new, now).expect("the job is enqueued").job
     }
 
     pub fn poll(&self, runner: &Runner, session: &Session, free_slots: u32, ack: MessageId, now: Timestamp) -> Polled {

@@ -45,6 +45,8 @@ pub fn accept_renew_complete_emits_each_event_once(harness: &mut Harness) {
         .store
         .complete(runner.id, job_id, attempt, epoch, AttemptResult::Success, &outputs, "", at(700))
         .expect("complete a running attempt");
+    let completed =
+        completed.attempts.into_iter().find(|found| found.number == attempt).expect("the completed attempt");
     assert_eq!(completed.state, AttemptState::Completed);
     assert_eq!(completed.result, Some(AttemptResult::Success));
     assert_eq!(completed.outputs, outputs);
