@@ -90,7 +90,7 @@ impl CommitObserver for RecordingObserver {
 pub fn the_commit_observer_hears_only_commits_with_effects(harness: &mut Harness) {
     let observer = Arc::new(RecordingObserver::default());
     harness.store.set_observer(observer.clone());
-    let events_only = |kind: EventKind| Effects { messaged: Vec::new(), events: vec![kind] };
+    let events_only = |kind: EventKind| Effects { messaged: Vec::new(), events: vec![kind], gone: Vec::new() };
 
     let (runner, session) = harness.connect("runner-1", &["linux"], 1, T0);
     assert_eq!(
@@ -112,7 +112,11 @@ pub fn the_commit_observer_hears_only_commits_with_effects(harness: &mut Harness
     let job = harness.enqueue("job-1", &["linux"], at(30));
     assert_eq!(
         observer.take(),
-        vec![Effects { messaged: vec![runner.id], events: vec![EventKind::JobQueued, EventKind::JobOffered] }],
+        vec![Effects {
+            messaged: vec![runner.id],
+            events: vec![EventKind::JobQueued, EventKind::JobOffered],
+            gone: Vec::new()
+        }],
         "the offer wakes the runner"
     );
 
