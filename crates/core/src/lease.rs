@@ -43,6 +43,10 @@ impl Timeouts {
         if self.accept_timeout.is_zero() {
             return Err(TimeoutsError("accept timeout must be positive"));
         }
+        // Runners ask for whole seconds of wait; a shorter maximum would refuse every poll.
+        if self.long_poll_max < Duration::from_secs(1) {
+            return Err(TimeoutsError("the longest long-poll must be at least 1 s"));
+        }
         // A session must outlive one full long-poll, or an idle runner would flap offline.
         if self.session_ttl <= self.long_poll_max {
             return Err(TimeoutsError("session ttl must be longer than the longest long-poll"));
@@ -115,6 +119,8 @@ mod tests {
         assert!(Timeouts::DEFAULT.validate().is_ok());
         let bad = Timeouts { session_ttl: Duration::from_secs(30), ..Timeouts::DEFAULT };
         assert!(bad.validate().is_err());
+        let short_poll = Timeouts { long_poll_max: Duration::from_millis(500), ..Timeouts::DEFAULT };
+        assert!(short_poll.validate().is_err());
         assert_eq!(Timeouts::DEFAULT.renew_interval(), Duration::from_secs(20));
     }
 }
