@@ -20,6 +20,10 @@ pub struct WorkerSpec {
     #[serde(default)]
     pub secrets: Vec<String>,
     pub escalation: Escalation,
+    /// How long the worker may run from its start without hearing that the lease was renewed.
+    /// Each `lease <ms>` control line moves this deadline; when it passes, the worker kills
+    /// the job and exits on its own, so the job stops in time even if its listener is stopped.
+    pub lease_valid_for_ms: u64,
 }
 
 /// How a cancelled or timed-out step is stopped: SIGINT, then SIGTERM after `sigint_grace_ms`,
@@ -50,3 +54,5 @@ pub enum WorkerEvent {
 
 /// Control words the listener writes on the worker's stdin, one per line.
 pub const CONTROL_CANCEL: &str = "cancel";
+/// `lease <ms>`: the lease is good for that many more milliseconds.
+pub const CONTROL_LEASE: &str = "lease";

@@ -58,9 +58,10 @@ impl CommitObserver for Hub {
             let runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             for runner_id in &effects.messaged {
                 if let Some(notify) = runners.get(runner_id) {
-                    // Stores a permit when no poll is waiting right now, so a poll that is
-                    // between its store read and its wait still wakes.
-                    notify.notify_one();
+                    // Every poll registers (`enable`) before its store read, so waking all
+                    // registered polls never misses one, and a stale half-open poll of the same
+                    // runner cannot swallow the wake-up meant for the live one.
+                    notify.notify_waiters();
                 }
             }
         }

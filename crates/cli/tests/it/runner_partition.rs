@@ -114,3 +114,50 @@ async fn a_partition_longer_than_the_lease_fences_the_runner() {
     assert!(isolated.child.try_wait().expect("try_wait").is_none(), "the isolated runner survives its partition");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_listener_cannot_keep_its_job_running() {
+    let lease = Duration::from_secs(3);
+    let mut server = TestServer::start(timeouts(lease)).await;
+    let token = server.token().await;
+    let frozen = RunnerProcess::start(
+        &server.url,
+        &token,
+        server.dir.path(),
+        RunnerOptions { name: "frozen", capacity: 1, ephemeral: false, extra: &[] },
+    );
+    let marker = format!("BATON_TEST_MARKER=sigstop-{}", std::process::id());
+    let mut spec = crate::common::spec("frozen-job", &["(setsid sleep 600 &); sleep 600"]);
+    spec.env.insert("BATON_TEST_MARKER".into(), marker.trim_start_matches("BATON_TEST_MARKER=").into());
+    let job = server.admin.enqueue_job(&spec).await.expect("enqueue");
+    server.wait_job(job.id, "running", |job| job.state == "running").await;
+    eventually("the job's processes run", || {
+        let count = processes_with_env(&marker).len();
+        async move { (count >= 2).then_some(()) }
+    })
+    .await;
+
+    // Freeze the listener (not its worker): nothing renews the lease any more, and nothing in
+    // the listener can kill the job. The worker must stop it on its own, in time.
+    frozen.signal(nix::sys::signal::Signal::SIGSTOP);
+    let stopped_at = Instant::now();
+    let vanished_at = loop {
+        if processes_with_env(&marker).is_empty() {
+            break now_millis();
+        }
+        assert!(stopped_at.elapsed() < lease * 3, "the job outlived its frozen listener's lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let lost = server
+        .wait_job(job.id, "attempt 1 lost", |job| job.attempts.first().is_some_and(|attempt| attempt.state == "lost"))
+        .await;
+    let lost_at: jiff::Timestamp = lost.attempts[0].ended_at.as_deref().expect("ended").parse().expect("RFC 3339");
+    let lost_at_ms = u128::try_from(lost_at.as_millisecond()).expect("after 1970");
+    assert!(
+        vanished_at <= lost_at_ms,
+        "the job stopped ({vanished_at}) before the server expired its lease ({lost_at_ms})"
+    );
+    frozen.signal(nix::sys::signal::Signal::SIGCONT);
+    server.admin.cancel_job(job.id).await.expect("cancel the requeued job");
+    server.stop().await;
+}

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::logs::{LogSink, Upload};
 use super::renewer::{LeaseState, Renewer};
-use crate::protocol::{CONTROL_CANCEL, Escalation, WorkerEvent, WorkerSpec};
+use crate::protocol::{CONTROL_CANCEL, CONTROL_LEASE, Escalation, WorkerEvent, WorkerSpec};
 use crate::worker::AttemptDirs;
 use crate::worker::process;
 
@@ -54,10 +54,14 @@ pub struct Environment {
 #[derive(Debug)]
 pub enum Report {
     /// The worker is gone, its processes too, and its directory removed: the slot is free.
-    SlotFree { job_id: i64 },
-    /// The job is finished as far as this runner is concerned.
-    Done { job_id: i64 },
+    SlotFree { attempt: AttemptKey },
+    /// The attempt is finished as far as this runner is concerned.
+    Done { attempt: AttemptKey },
 }
+
+/// One attempt on this runner. Slots and handles are per attempt: an old attempt of a job that
+/// finishes late must never free the slot of the job's newer attempt.
+pub type AttemptKey = (i64, u32);
 
 /// Controls a running job.
 #[derive(Debug)]
@@ -95,12 +99,15 @@ pub fn start(
 ) -> JobHandle {
     let (cancel_tx, cancel_rx) = oneshot::channel();
     tokio::spawn(async move {
-        let job_id = offer.job_id;
-        if let Err(error) = supervise(&env, offer, lease_ttl, accepted_at, cancel_rx, &reports).await {
-            tracing::error!(job_id, error = format!("{error:#}"), "job supervision failed");
+        let key = (offer.job_id, offer.attempt);
+        let mut slot_freed = false;
+        if let Err(error) = supervise(&env, offer, lease_ttl, accepted_at, cancel_rx, &reports, &mut slot_freed).await {
+            tracing::error!(job_id = key.0, attempt = key.1, error = format!("{error:#}"), "job supervision failed");
         }
-        let _ = reports.send(Report::SlotFree { job_id });
-        let _ = reports.send(Report::Done { job_id });
+        if !slot_freed {
+            let _ = reports.send(Report::SlotFree { attempt: key });
+        }
+        let _ = reports.send(Report::Done { attempt: key });
     });
     JobHandle { cancel: Some(cancel_tx) }
 }
@@ -112,6 +119,7 @@ async fn supervise(
     accepted_at: tokio::time::Instant,
     mut cancel: oneshot::Receiver<()>,
     reports: &mpsc::UnboundedSender<Report>,
+    slot_freed: &mut bool,
 ) -> anyhow::Result<()> {
     let (job_id, attempt) = (offer.job_id, offer.attempt);
     let fence = api::FencedRequest { epoch: offer.epoch, token: offer.token.clone() };
@@ -125,6 +133,7 @@ async fn supervise(
         spec: offer.spec.clone(),
         secrets: Vec::new(),
         escalation: env.escalation,
+        lease_valid_for_ms: millis(lease.valid_until.borrow().saturating_duration_since(tokio::time::Instant::now())),
     };
     std::fs::write(dirs.spec_path(), serde_json::to_vec(&spec)?)?;
     let logs =
@@ -139,7 +148,9 @@ async fn supervise(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .process_group(0)
-        .kill_on_drop(true);
+        // Dropping the child must not SIGKILL the worker: that would orphan what it reaps. If
+        // the listener goes away, the worker's stdin closes and it stops the job itself.
+        .kill_on_drop(false);
     let mut worker = command.spawn().context("start the worker process")?;
     let worker_pgid = worker.id().and_then(|pid| i32::try_from(pid).ok()).context("the worker has a pid")?;
     std::fs::write(dirs.root.join("worker.pid"), worker_pgid.to_string())?;
@@ -157,7 +168,9 @@ async fn supervise(
             line = lines.next_line() => match line {
                 Ok(Some(line)) => match serde_json::from_str::<WorkerEvent>(&line) {
                     Ok(WorkerEvent::Log { text }) => logs.push(text),
-                    Ok(WorkerEvent::ProcessGroup { pgid }) => groups.push(pgid),
+                    // A group id of 0 or 1 would signal the listener's own group or every process.
+                    Ok(WorkerEvent::ProcessGroup { pgid }) if pgid > 1 => groups.push(pgid),
+                    Ok(WorkerEvent::ProcessGroup { pgid }) => tracing::warn!(job_id, pgid, "ignoring an invalid process group id"),
                     Ok(WorkerEvent::Result { result: outcome, outputs, summary }) => result = Some((outcome, outputs, summary)),
                     Err(error) => tracing::warn!(job_id, %error, "unreadable line from the worker"),
                 },
@@ -167,9 +180,11 @@ async fn supervise(
                 let state = if changed.is_ok() { *lease.state.borrow_and_update() } else { LeaseState::Fenced };
                 match state {
                     LeaseState::Fenced => {
-                        // Kill first, then stop talking about this attempt.
+                        // Kill first, then stop talking about this attempt: the steps' groups
+                        // now; closing stdin makes the worker sweep whatever escaped them (it
+                        // is their subreaper, so it must not be killed before that).
                         fenced = true;
-                        for &pgid in &groups {
+                        for &pgid in &groups[1..] {
                             process::signal_group(pgid, Signal::SIGKILL);
                         }
                         stdin = None;
@@ -182,6 +197,12 @@ async fn supervise(
                     _ => {}
                 }
             },
+            valid = lease.valid_until.changed() => {
+                if valid.is_ok() {
+                    let left = lease.valid_until.borrow_and_update().saturating_duration_since(tokio::time::Instant::now());
+                    send_control(&mut stdin, &format!("{CONTROL_LEASE} {}", millis(left))).await;
+                }
+            },
             _ = &mut cancel, if !cancel_sent => {
                 cancel_sent = true;
                 send_cancel(&mut stdin).await;
@@ -189,14 +210,22 @@ async fn supervise(
         }
     }
     drop(stdin);
-    let status = worker.wait().await.context("wait for the worker")?;
+    let status = match tokio::time::timeout(WORKER_EXIT_GRACE, worker.wait()).await {
+        Ok(status) => status.context("wait for the worker")?,
+        Err(_) => {
+            tracing::warn!(job_id, "the worker did not stop after its control pipe closed; killing it");
+            process::signal_group(worker_pgid, Signal::SIGKILL);
+            worker.wait().await.context("wait for the killed worker")?
+        }
+    };
     // The job's slot is free only once nothing of it is left: worker reaped, every process
     // group it reported empty, its directory gone.
     wait_groups_empty(&groups).await;
     remove_tree(&dirs.root);
     let job_dir = env.work_dir.join(job_id.to_string());
     let _ = std::fs::remove_dir(&job_dir);
-    let _ = reports.send(Report::SlotFree { job_id });
+    let _ = reports.send(Report::SlotFree { attempt: (job_id, attempt) });
+    *slot_freed = true;
 
     if fenced {
         logs.abort();
@@ -220,11 +249,22 @@ async fn supervise(
 }
 
 async fn send_cancel(stdin: &mut Option<tokio::process::ChildStdin>) {
+    send_control(stdin, CONTROL_CANCEL).await;
+}
+
+async fn send_control(stdin: &mut Option<tokio::process::ChildStdin>, word: &str) {
     if let Some(pipe) = stdin.as_mut() {
-        let _ = pipe.write_all(format!("{CONTROL_CANCEL}\n").as_bytes()).await;
+        let _ = pipe.write_all(format!("{word}\n").as_bytes()).await;
         let _ = pipe.flush().await;
     }
 }
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How long a worker whose control pipe closed may take to sweep and exit before it is killed.
+const WORKER_EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// Waits until every process group is empty, killing stragglers after a while.
 async fn wait_groups_empty(groups: &[i32]) {

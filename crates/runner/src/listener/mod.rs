@@ -98,8 +98,9 @@ pub async fn run(config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<Sign
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let mut session = open_session(&client).await?;
     let capacity = if config.ephemeral { 1 } else { config.capacity };
-    let mut jobs: BTreeMap<i64, JobHandle> = BTreeMap::new();
-    let mut busy_slots: std::collections::BTreeSet<i64> = Default::default();
+    let mut jobs: BTreeMap<job::AttemptKey, JobHandle> = BTreeMap::new();
+    let mut busy_slots: std::collections::BTreeSet<job::AttemptKey> = Default::default();
+    let mut terminations = 0u32;
     let mut ack = 0i64;
     let mut draining = false;
     let mut retired = false;
@@ -133,24 +134,24 @@ pub async fn run(config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<Sign
                                     continue;
                                 }
                                 let sent = tokio::time::Instant::now();
-                                match client.accept(offer.job_id, offer.attempt, &api::FencedRequest { epoch: offer.epoch, token: offer.token.clone() }).await {
+                                match accept(&client, &offer).await {
                                     Ok(lease) => {
                                         free -= 1;
                                         took_job = true;
-                                        busy_slots.insert(offer.job_id);
+                                        busy_slots.insert((offer.job_id, offer.attempt));
                                         let ttl = Duration::from_millis(lease.lease_ttl_ms);
                                         tracing::info!(job_id = offer.job_id, attempt = offer.attempt, "job accepted");
                                         let handle = job::start(env.clone(), offer.clone(), ttl, sent, reports_tx.clone());
-                                        jobs.insert(offer.job_id, handle);
-                                        if stopping && let Some(handle) = jobs.get_mut(&offer.job_id) {
+                                        jobs.insert((offer.job_id, offer.attempt), handle);
+                                        if stopping && let Some(handle) = jobs.get_mut(&(offer.job_id, offer.attempt)) {
                                             handle.cancel();
                                         }
                                     }
                                     Err(error) => tracing::info!(job_id = offer.job_id, %error, "offer not accepted"),
                                 }
                             }
-                            api::MessageBody::Cancel { job_id, .. } => {
-                                if let Some(handle) = jobs.get_mut(&job_id) {
+                            api::MessageBody::Cancel { job_id, attempt, .. } => {
+                                if let Some(handle) = jobs.get_mut(&(job_id, attempt)) {
                                     tracing::info!(job_id, "cancel requested");
                                     handle.cancel();
                                 }
@@ -183,22 +184,29 @@ pub async fn run(config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<Sign
             Some(report) = reports.recv() => {
                 // A slot freed up or a job ended: poll again with the new count at once.
                 match report {
-                    Report::SlotFree { job_id } => { busy_slots.remove(&job_id); }
-                    Report::Done { job_id } => { busy_slots.remove(&job_id); jobs.remove(&job_id); }
+                    Report::SlotFree { attempt } => { busy_slots.remove(&attempt); }
+                    Report::Done { attempt } => { busy_slots.remove(&attempt); jobs.remove(&attempt); }
                 }
             }
-            Some(signal) = signals.recv() => match signal {
-                Signal::Drain if !draining => {
-                    tracing::info!("draining: finishing running jobs, taking no new ones");
-                    draining = true;
-                }
-                Signal::Drain | Signal::Stop => {
+            Some(signal) = signals.recv() => {
+                // The first SIGTERM drains, even when the server already asked for a drain; a
+                // second one, or SIGINT, stops.
+                let stop = match signal {
+                    Signal::Drain => {
+                        terminations += 1;
+                        terminations > 1
+                    }
+                    Signal::Stop => true,
+                };
+                draining = true;
+                if stop {
                     tracing::info!("stopping: cancelling running jobs");
-                    draining = true;
                     stopping = true;
                     for handle in jobs.values_mut() {
                         handle.cancel();
                     }
+                } else {
+                    tracing::info!("draining: finishing running jobs, taking no new ones");
                 }
             },
         }
@@ -211,6 +219,22 @@ pub async fn run(config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<Sign
         credentials::remove(&config.state_dir)?;
     }
     Ok(())
+}
+
+/// Accepts an offer, retrying an answer lost on the way: the server treats a repeated accept of
+/// the same offer as success, and giving up would waste the attempt.
+async fn accept(client: &Client, offer: &api::JobOffer) -> Result<api::LeaseResponse, baton_client::Error> {
+    let fence = api::FencedRequest { epoch: offer.epoch, token: offer.token.clone() };
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match client.accept(offer.job_id, offer.attempt, &fence).await {
+            Err(error) if error.is_retryable() && tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 async fn open_session(client: &Client) -> anyhow::Result<api::SessionResponse> {

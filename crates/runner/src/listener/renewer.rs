@@ -36,6 +36,8 @@ pub struct Renewer {
 #[derive(Debug)]
 pub struct LeaseGuard {
     pub state: watch::Receiver<LeaseState>,
+    /// Until when the job may run without another successful renewal (the fence deadline).
+    pub valid_until: watch::Receiver<Instant>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -78,15 +80,16 @@ impl Renewer {
         accepted_at: Instant,
     ) -> LeaseGuard {
         let (state_tx, state_rx) = watch::channel(LeaseState::Held);
+        let (valid_tx, valid_rx) = watch::channel(accepted_at + ttl - fence_margin(ttl));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let client = self.client.clone();
         self.handle.spawn(async move {
             tokio::select! {
-                _ = renew_loop(client, job_id, attempt, fence, ttl, accepted_at, state_tx) => {}
+                _ = renew_loop(client, job_id, attempt, fence, ttl, accepted_at, state_tx, valid_tx) => {}
                 _ = stop_rx => {}
             }
         });
-        LeaseGuard { state: state_rx, stop: Some(stop_tx) }
+        LeaseGuard { state: state_rx, valid_until: valid_rx, stop: Some(stop_tx) }
     }
 }
 
@@ -95,6 +98,7 @@ pub fn fence_margin(ttl: Duration) -> Duration {
     ttl / 5
 }
 
+#[expect(clippy::too_many_arguments, reason = "one lease's identity, timing and its two reporting channels")]
 async fn renew_loop(
     client: Client,
     job_id: i64,
@@ -103,6 +107,7 @@ async fn renew_loop(
     ttl: Duration,
     accepted_at: Instant,
     state: watch::Sender<LeaseState>,
+    valid_until: watch::Sender<Instant>,
 ) {
     let interval = ttl / 3;
     let retry = (ttl / 12).max(Duration::from_millis(20));
@@ -126,6 +131,7 @@ async fn renew_loop(
             Ok(Ok(lease)) => {
                 last_ok_sent = sent;
                 next = sent + interval;
+                let _ = valid_until.send(last_ok_sent + ttl - margin);
                 if lease.cancel_requested {
                     state.send_if_modified(|current| {
                         let change = *current == LeaseState::Held;

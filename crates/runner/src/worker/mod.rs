@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use baton_api as api;
 
-use crate::protocol::{CONTROL_CANCEL, WorkerEvent, WorkerSpec};
+use crate::protocol::{CONTROL_CANCEL, CONTROL_LEASE, WorkerEvent, WorkerSpec};
 
 /// Largest spec file a worker reads.
 const SPEC_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -102,36 +102,86 @@ pub fn run(attempt_dir: &Path) -> anyhow::Result<i32> {
 
     let emitter = Emitter::new();
     let (sender, receiver) = mpsc::channel();
-    let cancelled = Arc::new(AtomicBool::new(false));
-    spawn_control_reader(sender.clone(), cancelled.clone());
+    let control = Arc::new(Control::new(Duration::from_millis(spec.lease_valid_for_ms)));
+    spawn_control_reader(sender.clone(), control.clone());
 
-    let mut job = step::JobRun::new(&spec, &dirs, emitter.clone(), sender, receiver, cancelled);
+    let mut job = step::JobRun::new(&spec, &dirs, emitter.clone(), sender, receiver, control.clone());
     let result = job.run_steps();
     let (outputs, summary, groups) = job.finish();
     // Nothing of the job may outlive it: its process groups, and anything that escaped them
     // and was re-parented to this subreaper.
     process::sweep(&groups, Duration::from_secs(5));
+    if control.is_fenced() {
+        // The lease is gone (or the listener is): the job was killed, and nothing about it may
+        // be reported any more.
+        return Ok(0);
+    }
     emitter.emit(&WorkerEvent::Result { result, outputs, summary });
     Ok(0)
 }
 
-fn spawn_control_reader(sender: mpsc::Sender<Input>, cancelled: Arc<AtomicBool>) {
+/// What the listener has told the worker, shared between the control thread and the steps.
+#[derive(Debug)]
+pub(crate) struct Control {
+    cancelled: AtomicBool,
+    fenced: AtomicBool,
+    lease_deadline: Mutex<Instant>,
+}
+
+impl Control {
+    fn new(lease_valid_for: Duration) -> Control {
+        Control {
+            cancelled: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
+            lease_deadline: Mutex::new(Instant::now() + lease_valid_for),
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// True once the lease is lost: the listener closed the control pipe, or no renewal notice
+    /// came before the lease deadline. The job must stop at once and report nothing.
+    pub(crate) fn is_fenced(&self) -> bool {
+        if !self.fenced.load(Ordering::SeqCst) && Instant::now() >= self.lease_deadline() {
+            self.fence();
+        }
+        self.fenced.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn lease_deadline(&self) -> Instant {
+        *self.lease_deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fence(&self) {
+        self.fenced.store(true, Ordering::SeqCst);
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+}
+
+fn spawn_control_reader(sender: mpsc::Sender<Input>, control: Arc<Control>) {
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
-            match line {
-                Ok(word) if word.trim() == CONTROL_CANCEL => {
-                    cancelled.store(true, Ordering::SeqCst);
+            let Ok(line) = line else { break };
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next().and_then(|ms| ms.parse::<u64>().ok())) {
+                (Some(CONTROL_CANCEL), _) => {
+                    control.cancelled.store(true, Ordering::SeqCst);
                     if sender.send(Input::Cancel).is_err() {
                         return;
                     }
                 }
-                Ok(_) => {}
-                Err(_) => break,
+                (Some(CONTROL_LEASE), Some(millis)) => {
+                    let deadline = Instant::now() + Duration::from_millis(millis);
+                    *control.lease_deadline.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = deadline;
+                }
+                _ => {}
             }
         }
-        // The listener closed our stdin: it is gone or wants everything stopped now.
-        cancelled.store(true, Ordering::SeqCst);
+        // The listener closed our stdin: it fenced the job, or it is gone. Stop everything now.
+        control.fence();
         let _ = sender.send(Input::ControlClosed);
     });
 }

@@ -5,7 +5,6 @@ use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use super::file_commands::{self, FILE_COMMAND_BYTES_MAX};
 use super::mask::Masker;
 use super::process::{self, Escalation};
 use super::workflow_commands::{Command as WorkflowCommand, CommandProcessor, Level, Outcome};
-use super::{AttemptDirs, Emitter, Input, Outputs, env, job_result, step_deadline};
+use super::{AttemptDirs, Control, Emitter, Input, Outputs, env, job_result, step_deadline};
 use crate::protocol::{WorkerEvent, WorkerSpec};
 
 /// Longest piece of output without a newline that is logged as one line.
@@ -33,7 +32,7 @@ pub(crate) struct JobRun<'a> {
     emitter: Emitter,
     sender: mpsc::Sender<Input>,
     receiver: mpsc::Receiver<Input>,
-    cancelled: Arc<AtomicBool>,
+    control: Arc<Control>,
     masker: Masker,
     /// Every value masked so far, to mask outputs and the summary as whole values.
     masked_values: Vec<String>,
@@ -64,7 +63,7 @@ impl<'a> JobRun<'a> {
         emitter: Emitter,
         sender: mpsc::Sender<Input>,
         receiver: mpsc::Receiver<Input>,
-        cancelled: Arc<AtomicBool>,
+        control: Arc<Control>,
     ) -> JobRun<'a> {
         let mut masker = Masker::new();
         let mut masked_values = Vec::new();
@@ -80,7 +79,7 @@ impl<'a> JobRun<'a> {
             emitter,
             sender,
             receiver,
-            cancelled,
+            control,
             masker,
             masked_values,
             commands: CommandProcessor::new(),
@@ -96,7 +95,7 @@ impl<'a> JobRun<'a> {
     }
 
     fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
+        self.control.is_cancelled()
     }
 
     /// Logs a line of the runner's own (not step output), masked like everything else.
@@ -111,6 +110,10 @@ impl<'a> JobRun<'a> {
     pub(crate) fn run_steps(&mut self) -> api::AttemptResult {
         let steps = self.spec.spec.steps.clone();
         for (index, step) in steps.iter().enumerate() {
+            if self.control.is_fenced() {
+                // The lease is gone: not even always() steps may run any more.
+                break;
+            }
             let title =
                 step.name.clone().unwrap_or_else(|| format!("Run {}", step.run.lines().next().unwrap_or_default()));
             if !self.should_run(step.condition.as_deref()) {
@@ -291,6 +294,12 @@ impl<'a> JobRun<'a> {
             if let Some(at) = exited_at {
                 wake = wake.min(at + PIPE_DRAIN_GRACE);
             }
+            if self.control.is_fenced() {
+                // The lease is gone: kill the step now, and do not wait for its pipes.
+                process::signal_group(pgid, Signal::SIGKILL);
+                break;
+            }
+            wake = wake.min(self.control.lease_deadline());
             match self.receiver.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(Input::Chunk { step: from, stream, bytes }) => self.take_output(from, stream, &bytes),
                 Ok(Input::StreamClosed { step: from }) => {
@@ -313,7 +322,8 @@ impl<'a> JobRun<'a> {
                     }
                 }
                 Ok(Input::ControlClosed) => {
-                    // The listener is gone or fenced this job: stop at once.
+                    // The listener is gone or fenced this job: stop at once (the loop breaks
+                    // on the fence at its top).
                     process::signal_group(pgid, Signal::SIGKILL);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
