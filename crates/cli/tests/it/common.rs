@@ -139,7 +139,7 @@ impl RunnerProcess {
             .arg(&work_dir)
             .args(["--sigint-grace", "300ms", "--sigterm-grace", "300ms", "--poll-wait", "2s"])
             .args(options.extra)
-            .env("BATON_LOG", "error")
+            .env("BATON_LOG", std::env::var("BATON_TEST_RUNNER_LOG").unwrap_or_else(|_| "error".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());

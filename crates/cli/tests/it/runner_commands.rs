@@ -94,3 +94,27 @@ async fn file_and_workflow_commands_end_to_end() {
     assert!(log.contains("GITHUB_ENV"), "the rejected file command is named in the log:\n{log}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_too_large_to_report_fail_the_job_instead_of_losing_it() {
+    let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
+    let token = server.token().await;
+    let _runner = RunnerProcess::start(
+        &server.url,
+        &token,
+        server.dir.path(),
+        RunnerOptions { name: "big", capacity: 1, ephemeral: false, extra: &[] },
+    );
+    let spec = crate::common::spec(
+        "big-output",
+        &["printf 'big=%s\\n' \"$(head -c 1000000 /dev/zero | tr '\\0' a)\" >> \"$GITHUB_OUTPUT\"; echo wrote"],
+    );
+    let job = server.admin.enqueue_job(&spec).await.expect("enqueue");
+    let done = server.wait_completed(job.id).await;
+    assert_eq!(done.conclusion.as_deref(), Some("failure"), "{:?}", done.attempts);
+    assert_eq!(done.attempts.len(), 1, "completed on its first attempt, not lost and retried");
+    assert!(done.attempts[0].outputs.is_empty());
+    let log = server.log_text(job.id, 1).await;
+    assert!(log.contains("too large to report"), "the log says why: {log}");
+    server.stop().await;
+}

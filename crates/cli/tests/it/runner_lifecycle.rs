@@ -67,7 +67,12 @@ async fn a_completion_survives_a_sigkill_of_the_listener() {
     proxy.cut();
     let pending = server.dir.path().join("phoenix/state/pending");
     eventually("the completion is persisted", || {
-        let found = std::fs::read_dir(&pending).map(|mut entries| entries.next().is_some()).unwrap_or(false);
+        // The file is written to a temporary name and renamed: only the final name counts.
+        let found = std::fs::read_dir(&pending)
+            .map(|entries| {
+                entries.flatten().any(|entry| entry.path().extension().is_some_and(|extension| extension == "json"))
+            })
+            .unwrap_or(false);
         async move { found.then_some(()) }
     })
     .await;

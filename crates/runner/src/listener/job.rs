@@ -229,6 +229,7 @@ async fn supervise(
 
     if fenced {
         logs.abort();
+        let _ = std::fs::remove_file(spool_path(&env.state_dir, job_id, attempt));
         tracing::warn!(job_id, attempt, "job fenced: its lease was lost; nothing is reported for it");
         return Ok(());
     }
@@ -237,11 +238,23 @@ async fn supervise(
         (api::AttemptResult::Failure, Default::default(), String::new())
     });
     let pending = PendingCompletion { job_id, attempt, fence, result, outputs, summary };
-    persist(&env.state_dir, &pending)?;
+    // Order matters for a crash at any point: the whole log is in the spool before the
+    // completion is on disk, and both are on disk before anything is sent.
+    let mut logs = logs;
+    logs.close().await;
+    if let Err(error) = persist(&env.state_dir, &pending) {
+        // Without the file a listener crash would lose the result; without the result the
+        // job would be lost now. Deliver from memory.
+        tracing::error!(job_id, %error, "persist the completion; delivering it from memory");
+    }
     // The log goes first, whole, so a completed job's log is never missing its end.
-    if logs.finish().await? == Upload::Fenced {
-        forget(&env.state_dir, job_id, attempt);
-        return Ok(());
+    match logs.finish().await {
+        Ok(Upload::Fenced) => {
+            forget(&env.state_dir, job_id, attempt);
+            return Ok(());
+        }
+        Ok(Upload::Complete) => {}
+        Err(error) => tracing::error!(job_id, error = format!("{error:#}"), "log upload failed; completing anyway"),
     }
     deliver(&env.client, &env.state_dir, &pending).await;
     drop(lease);
@@ -282,10 +295,33 @@ async fn wait_groups_empty(groups: &[i32]) {
 }
 
 fn remove_tree(path: &Path) {
-    if let Err(error) = std::fs::remove_dir_all(path)
+    let first = std::fs::remove_dir_all(path);
+    if let Err(error) = &first
+        && error.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        // A job may leave read-only directories (Go's module cache does); make them writable.
+        make_writable(path);
+    }
+    if first.is_err()
+        && let Err(error) = std::fs::remove_dir_all(path)
         && error.kind() != std::io::ErrorKind::NotFound
     {
         tracing::error!(path = %path.display(), %error, "remove the attempt directory");
+    }
+}
+
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::symlink_metadata(path) else { return };
+    if metadata.is_dir() {
+        let mut permissions = metadata.permissions();
+        permissions.set_mode(permissions.mode() | 0o700);
+        let _ = std::fs::set_permissions(path, permissions);
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                make_writable(&entry.path());
+            }
+        }
     }
 }
 
@@ -311,7 +347,7 @@ fn forget(state_dir: &Path, job_id: i64, attempt: u32) {
 
 /// Sends a completion until the server acknowledges it or says the lease is stale.
 pub async fn deliver(client: &Client, state_dir: &Path, pending: &PendingCompletion) {
-    let request = api::CompleteRequest {
+    let mut request = api::CompleteRequest {
         epoch: pending.fence.epoch,
         token: pending.fence.token.clone(),
         result: pending.result,
@@ -319,12 +355,24 @@ pub async fn deliver(client: &Client, state_dir: &Path, pending: &PendingComplet
         summary: (!pending.summary.is_empty()).then(|| pending.summary.clone()),
     };
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
+    let mut fell_back = false;
     loop {
         match client.complete(pending.job_id, pending.attempt, &request).await {
             Ok(_) => break,
             Err(error) if error.is_retryable() => {
                 tracing::debug!(%error, "completion not acknowledged yet; retrying");
                 tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(error)
+                if !fell_back && matches!(error.status().map(|status| status.as_u16()), Some(400 | 413 | 422)) =>
+            {
+                fell_back = true;
+                // The server refused what the job produced (too large, say). Losing the result
+                // would rerun the job; report a failure that says why instead.
+                tracing::warn!(job_id = pending.job_id, %error, "completion refused; reporting a failure without outputs");
+                request.result = api::AttemptResult::Failure;
+                request.outputs.clear();
+                request.summary = Some(format!("The job's result could not be stored: {error}"));
             }
             Err(error) => {
                 tracing::warn!(job_id = pending.job_id, %error, "completion refused; dropping it");

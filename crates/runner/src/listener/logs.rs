@@ -39,7 +39,8 @@ pub enum Upload {
 /// Feeds log text to a background uploader.
 #[derive(Debug)]
 pub struct LogSink {
-    sender: mpsc::UnboundedSender<String>,
+    sender: Option<mpsc::UnboundedSender<String>>,
+    spooled: Option<tokio::sync::oneshot::Receiver<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<Upload>>,
 }
 
@@ -47,18 +48,30 @@ impl LogSink {
     /// Starts batching and uploading to the attempt's log, spooling in `spool_path`.
     pub fn start(client: Client, job_id: i64, attempt: u32, fence: api::FencedRequest, spool_path: PathBuf) -> LogSink {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(client, job_id, attempt, fence, spool_path, receiver));
-        LogSink { sender, task }
+        let (spooled_tx, spooled_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(run(client, job_id, attempt, fence, spool_path, receiver, spooled_tx));
+        LogSink { sender: Some(sender), spooled: Some(spooled_rx), task }
     }
 
     pub fn push(&self, text: String) {
         // The uploader ends only after `finish`, or after a fence, when text no longer matters.
-        let _ = self.sender.send(text);
+        if let Some(sender) = &self.sender {
+            let _ = sender.send(text);
+        }
     }
 
-    /// Sends what is left and waits until every batch is stored (or the lease is gone).
-    pub async fn finish(self) -> anyhow::Result<Upload> {
-        drop(self.sender);
+    /// Ends the input and waits until every line is on disk in the spool, so that a completion
+    /// persisted after this never outlives the end of its log.
+    pub async fn close(&mut self) {
+        self.sender = None;
+        if let Some(spooled) = self.spooled.take() {
+            let _ = spooled.await;
+        }
+    }
+
+    /// Waits until every batch is stored on the server (or the lease is gone).
+    pub async fn finish(mut self) -> anyhow::Result<Upload> {
+        self.close().await;
         self.task.await?
     }
 
@@ -75,7 +88,9 @@ async fn run(
     fence: api::FencedRequest,
     spool_path: PathBuf,
     mut receiver: mpsc::UnboundedReceiver<String>,
+    spooled: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<Upload> {
+    let mut spooled = Some(spooled);
     let mut spool = Spool::create(&spool_path)?;
     let mut batch = String::new();
     let mut batch_started: Option<tokio::time::Instant> = None;
@@ -88,6 +103,12 @@ async fn run(
         if !batch.is_empty() && (batch.len() >= BATCH_BYTES_MAX || due || !open) {
             spool.append(&std::mem::take(&mut batch))?;
             batch_started = None;
+        }
+        if !open
+            && batch.is_empty()
+            && let Some(spooled) = spooled.take()
+        {
+            let _ = spooled.send(());
         }
         // Upload everything spooled, in order, unless waiting out a failure.
         if retry_at.is_none_or(|at| tokio::time::Instant::now() >= at) {
@@ -104,7 +125,10 @@ async fn run(
                         spool.advance(length);
                         backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
                     }
-                    Err(error) if error.is_stale_lease() => return Ok(Upload::Fenced),
+                    Err(error) if error.is_stale_lease() => {
+                        spool.remove();
+                        return Ok(Upload::Fenced);
+                    }
                     Err(error) if error.is_retryable() => {
                         tracing::debug!(%error, "log upload failed; retrying");
                         retry_at = Some(tokio::time::Instant::now() + backoff.next_delay());

@@ -101,7 +101,9 @@ pub fn run(attempt_dir: &Path) -> anyhow::Result<i32> {
     let spec: WorkerSpec = serde_json::from_str(&text).with_context(|| format!("parse {}", spec_path.display()))?;
 
     let emitter = Emitter::new();
-    let (sender, receiver) = mpsc::channel();
+    // Bounded: a step that writes faster than the worker forwards is slowed down through its
+    // own pipe instead of growing this process's memory.
+    let (sender, receiver) = mpsc::sync_channel(INPUT_QUEUE_MAX);
     let control = Arc::new(Control::new(Duration::from_millis(spec.lease_valid_for_ms)));
     spawn_control_reader(sender.clone(), control.clone());
 
@@ -116,8 +118,38 @@ pub fn run(attempt_dir: &Path) -> anyhow::Result<i32> {
         // be reported any more.
         return Ok(0);
     }
+    let (result, outputs, summary) = within_limits(result, outputs, summary, &emitter);
     emitter.emit(&WorkerEvent::Result { result, outputs, summary });
     Ok(0)
+}
+
+/// Chunks of step output, exits and control words queued for the worker's main loop.
+const INPUT_QUEUE_MAX: usize = 256;
+/// Outputs a job may report; the server refuses more.
+const OUTPUTS_MAX: usize = 256;
+/// Bytes of outputs and summary together, as JSON, that fit a completion request with room
+/// to spare under the server's 1 MiB body limit.
+const RESULT_BYTES_MAX: usize = 900 * 1024;
+
+/// Fails the job, keeping what fits, when its outputs or summary would not fit a completion:
+/// a refused completion would otherwise lose the result and rerun the job.
+fn within_limits(
+    result: api::AttemptResult,
+    outputs: Outputs,
+    summary: String,
+    emitter: &Emitter,
+) -> (api::AttemptResult, Outputs, String) {
+    let size = serde_json::to_string(&(&outputs, &summary)).map(|text| text.len()).unwrap_or(usize::MAX);
+    if outputs.len() <= OUTPUTS_MAX && size <= RESULT_BYTES_MAX {
+        return (result, outputs, summary);
+    }
+    let message = format!(
+        "##[error]The job's outputs and summary are too large to report ({} outputs, {size} bytes; at most {OUTPUTS_MAX} outputs and {RESULT_BYTES_MAX} bytes): they are dropped and the job fails.\n",
+        outputs.len()
+    );
+    emitter.emit(&WorkerEvent::Log { text: message });
+    let result = if result == api::AttemptResult::Cancelled { result } else { api::AttemptResult::Failure };
+    (result, Outputs::new(), String::new())
 }
 
 /// What the listener has told the worker, shared between the control thread and the steps.
@@ -160,7 +192,7 @@ impl Control {
     }
 }
 
-fn spawn_control_reader(sender: mpsc::Sender<Input>, control: Arc<Control>) {
+fn spawn_control_reader(sender: mpsc::SyncSender<Input>, control: Arc<Control>) {
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {

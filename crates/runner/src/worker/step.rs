@@ -30,7 +30,7 @@ pub(crate) struct JobRun<'a> {
     spec: &'a WorkerSpec,
     dirs: &'a AttemptDirs,
     emitter: Emitter,
-    sender: mpsc::Sender<Input>,
+    sender: mpsc::SyncSender<Input>,
     receiver: mpsc::Receiver<Input>,
     control: Arc<Control>,
     masker: Masker,
@@ -61,7 +61,7 @@ impl<'a> JobRun<'a> {
         spec: &'a WorkerSpec,
         dirs: &'a AttemptDirs,
         emitter: Emitter,
-        sender: mpsc::Sender<Input>,
+        sender: mpsc::SyncSender<Input>,
         receiver: mpsc::Receiver<Input>,
         control: Arc<Control>,
     ) -> JobRun<'a> {
@@ -284,20 +284,36 @@ impl<'a> JobRun<'a> {
                 break;
             }
             let now = Instant::now();
-            let mut wake = now + Duration::from_secs(3600);
-            if let Some(deadline) = deadline {
-                wake = wake.min(deadline);
-            }
-            if let Some(escalation) = escalation.as_mut() {
-                wake = wake.min(escalation.tick(now));
-            }
-            if let Some(at) = exited_at {
-                wake = wake.min(at + PIPE_DRAIN_GRACE);
-            }
             if self.control.is_fenced() {
                 // The lease is gone: kill the step now, and do not wait for its pipes.
                 process::signal_group(pgid, Signal::SIGKILL);
                 break;
+            }
+            // Checked on every pass, so a step that floods its output cannot starve its own
+            // time limit or a cancel behind the queued output.
+            if exit.is_none() && escalation.is_none() {
+                if deadline.is_some_and(|deadline| now >= deadline) {
+                    timed_out = true;
+                    self.log("##[error]The step exceeded its time limit: stopping it.");
+                    escalation = Some(Escalation::start(pgid, grace, term_grace));
+                } else if self.is_cancelled() {
+                    self.log(
+                        "##[warning]The job was cancelled: stopping the step (SIGINT, then SIGTERM, then SIGKILL).",
+                    );
+                    escalation = Some(Escalation::start(pgid, grace, term_grace));
+                }
+            }
+            let mut wake = now + Duration::from_secs(3600);
+            match escalation.as_mut() {
+                Some(escalation) => wake = wake.min(escalation.tick(now)),
+                None => {
+                    if let Some(deadline) = deadline {
+                        wake = wake.min(deadline);
+                    }
+                }
+            }
+            if let Some(at) = exited_at {
+                wake = wake.min(at + PIPE_DRAIN_GRACE);
             }
             wake = wake.min(self.control.lease_deadline());
             match self.receiver.recv_timeout(wake.saturating_duration_since(now)) {
@@ -313,29 +329,14 @@ impl<'a> JobRun<'a> {
                     exited_at = Some(Instant::now());
                 }
                 Ok(Input::Exited { .. }) => {}
-                Ok(Input::Cancel) => {
-                    if escalation.is_none() && exit.is_none() {
-                        self.log(
-                            "##[warning]The job was cancelled: stopping the step (SIGINT, then SIGTERM, then SIGKILL).",
-                        );
-                        escalation = Some(Escalation::start(pgid, grace, term_grace));
-                    }
-                }
+                // Cancels and deadlines are acted on at the top of the loop.
+                Ok(Input::Cancel) => {}
                 Ok(Input::ControlClosed) => {
                     // The listener is gone or fenced this job: stop at once (the loop breaks
                     // on the fence at its top).
                     process::signal_group(pgid, Signal::SIGKILL);
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if exit.is_none()
-                        && escalation.is_none()
-                        && deadline.is_some_and(|deadline| Instant::now() >= deadline)
-                    {
-                        timed_out = true;
-                        self.log("##[error]The step exceeded its time limit: stopping it.");
-                        escalation = Some(Escalation::start(pgid, grace, term_grace));
-                    }
-                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
