@@ -42,6 +42,28 @@ fn now_millis() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_millis()
 }
 
+/// Waits until no process carrying `marker` is left, and checks that this happened before the
+/// server marked attempt 1 lost: the job stopped before its lease could be given to another.
+async fn job_stops_before_its_lease_expires(server: &TestServer, job_id: i64, marker: &str, lease: Duration) {
+    let started = Instant::now();
+    let vanished_at = loop {
+        if processes_with_env(marker).is_empty() {
+            break now_millis();
+        }
+        assert!(started.elapsed() < lease * 3, "the job outlived its lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let lost = server
+        .wait_job(job_id, "attempt 1 lost", |job| job.attempts.first().is_some_and(|attempt| attempt.state == "lost"))
+        .await;
+    let lost_at: jiff::Timestamp = lost.attempts[0].ended_at.as_deref().expect("ended").parse().expect("RFC 3339");
+    let lost_at_ms = u128::try_from(lost_at.as_millisecond()).expect("after 1970");
+    assert!(
+        vanished_at <= lost_at_ms,
+        "the job stopped ({vanished_at}) before the server expired its lease ({lost_at_ms})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_longer_than_the_lease_fences_the_runner() {
     let lease = Duration::from_secs(3);
@@ -67,25 +89,8 @@ async fn a_partition_longer_than_the_lease_fences_the_runner() {
     .await;
 
     proxy.cut();
-    let cut_at = Instant::now();
-    // Watch the job's processes vanish: the runner must kill them on its own.
-    let vanished_at = loop {
-        if processes_with_env(&marker).is_empty() {
-            break now_millis();
-        }
-        assert!(cut_at.elapsed() < lease * 3, "the isolated runner never killed its job");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    // The server expires the lease; another runner gets the next attempt.
-    let lost = server
-        .wait_job(job.id, "attempt 1 lost", |job| job.attempts.first().is_some_and(|attempt| attempt.state == "lost"))
-        .await;
-    let lost_at: jiff::Timestamp = lost.attempts[0].ended_at.as_deref().expect("ended").parse().expect("RFC 3339");
-    let lost_at_ms = u128::try_from(lost_at.as_millisecond()).expect("after 1970");
-    assert!(
-        vanished_at <= lost_at_ms,
-        "the runner stopped its job ({vanished_at}) before the server expired the lease ({lost_at_ms})"
-    );
+    // The runner must kill the job on its own, before the server re-offers it.
+    job_stops_before_its_lease_expires(&server, job.id, &marker, lease).await;
 
     let token = server.token().await;
     let _rescuer = RunnerProcess::start(
@@ -140,23 +145,7 @@ async fn a_stopped_listener_cannot_keep_its_job_running() {
     // Freeze the listener (not its worker): nothing renews the lease any more, and nothing in
     // the listener can kill the job. The worker must stop it on its own, in time.
     frozen.signal(nix::sys::signal::Signal::SIGSTOP);
-    let stopped_at = Instant::now();
-    let vanished_at = loop {
-        if processes_with_env(&marker).is_empty() {
-            break now_millis();
-        }
-        assert!(stopped_at.elapsed() < lease * 3, "the job outlived its frozen listener's lease");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let lost = server
-        .wait_job(job.id, "attempt 1 lost", |job| job.attempts.first().is_some_and(|attempt| attempt.state == "lost"))
-        .await;
-    let lost_at: jiff::Timestamp = lost.attempts[0].ended_at.as_deref().expect("ended").parse().expect("RFC 3339");
-    let lost_at_ms = u128::try_from(lost_at.as_millisecond()).expect("after 1970");
-    assert!(
-        vanished_at <= lost_at_ms,
-        "the job stopped ({vanished_at}) before the server expired its lease ({lost_at_ms})"
-    );
+    job_stops_before_its_lease_expires(&server, job.id, &marker, lease).await;
     frozen.signal(nix::sys::signal::Signal::SIGCONT);
     server.admin.cancel_job(job.id).await.expect("cancel the requeued job");
     server.stop().await;
