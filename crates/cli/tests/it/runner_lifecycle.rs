@@ -123,3 +123,43 @@ async fn startup_removes_attempt_directories_of_a_crashed_run() {
     assert_eq!(server.wait_completed(job.id).await.conclusion.as_deref(), Some("success"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_up_steps_run_after_a_cancel() {
+    let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
+    let token = server.token().await;
+    let _runner = RunnerProcess::start(
+        &server.url,
+        &token,
+        server.dir.path(),
+        RunnerOptions { name: "tidy", capacity: 1, ephemeral: false, extra: &[] },
+    );
+    let mut spec = crate::common::spec("with-clean-up", &["echo working; sleep 600"]);
+    let step = |condition: &str, run: &str| baton_api::StepSpec {
+        condition: Some(condition.into()),
+        ..crate::common::spec("x", &[run]).steps[0].clone()
+    };
+    spec.steps.push(step("always()", "sleep 0.2; echo always-after-cancel"));
+    spec.steps.push(step("cancelled()", "echo cancelled-after-cancel"));
+    spec.steps.push(step("success()", "echo success-after-cancel"));
+    let job = server.admin.enqueue_job(&spec).await.expect("enqueue");
+    server.wait_job(job.id, "running", |job| job.state == "running").await;
+    eventually("the first step runs", || {
+        let admin = server.admin.clone();
+        let job_id = job.id;
+        async move {
+            let page = admin.job_logs(job_id, 1, 0).await.expect("logs");
+            page.chunks.iter().any(|chunk| chunk.data.contains("working")).then_some(())
+        }
+    })
+    .await;
+    server.admin.cancel_job(job.id).await.expect("cancel");
+    let done = server.wait_completed(job.id).await;
+    assert_eq!(done.conclusion.as_deref(), Some("cancelled"));
+    let log = server.log_text(job.id, 1).await;
+    assert!(log.contains("The job was cancelled: stopping the step"), "the stopped step says why: {log}");
+    assert!(log.lines().any(|line| line == "always-after-cancel"), "an always() step ran to its end: {log}");
+    assert!(log.lines().any(|line| line == "cancelled-after-cancel"), "a cancelled() step ran: {log}");
+    assert!(!log.lines().any(|line| line == "success-after-cancel"), "a success() step did not run: {log}");
+    server.stop().await;
+}

@@ -276,9 +276,9 @@ impl<'a> JobRun<'a> {
         let mut exit: Option<(Option<i32>, Option<i32>)> = None;
         let mut exited_at: Option<Instant> = None;
         let mut open_streams = 2;
-        if self.is_cancelled() {
-            escalation = Some(Escalation::start(pgid, grace, term_grace));
-        }
+        // A step that starts after the cancel is a clean-up step (`always()`, `cancelled()`):
+        // it runs; only a cancel that arrives while a step runs stops that step.
+        let cancelled_before = self.is_cancelled();
         loop {
             if exit.is_some() && (open_streams == 0 || exited_at.is_some_and(|at| at.elapsed() >= PIPE_DRAIN_GRACE)) {
                 break;
@@ -296,7 +296,7 @@ impl<'a> JobRun<'a> {
                     timed_out = true;
                     self.log("##[error]The step exceeded its time limit: stopping it.");
                     escalation = Some(Escalation::start(pgid, grace, term_grace));
-                } else if self.is_cancelled() {
+                } else if self.is_cancelled() && !cancelled_before {
                     self.log(
                         "##[warning]The job was cancelled: stopping the step (SIGINT, then SIGTERM, then SIGKILL).",
                     );
