@@ -80,6 +80,13 @@ async fn a_completion_survives_a_sigkill_of_the_listener() {
     runner.wait_exit();
     assert_eq!(server.admin.get_job(job.id).await.expect("job").state, "running", "the server has not heard yet");
 
+    // A crash in the middle of a spool append leaves a torn last line; replay must survive it.
+    let spool_dir = server.dir.path().join("phoenix/state/spool");
+    let spool = std::fs::read_dir(&spool_dir).expect("the spool dir").flatten().next().expect("a spool file").path();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&spool).expect("open the spool");
+    std::io::Write::write_all(&mut file, b"{\"seq\": 99, \"da").expect("append a torn line");
+    drop(file);
+
     // The listener comes back with the same state dir and delivers what it owed.
     proxy.restore();
     let _again = RunnerProcess::start(

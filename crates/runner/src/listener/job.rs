@@ -385,7 +385,29 @@ pub async fn deliver(client: &Client, state_dir: &Path, pending: &PendingComplet
 
 /// Delivers a completion an earlier run of the listener persisted: its spooled log first, then
 /// the completion itself.
-pub async fn replay(client: &Client, state_dir: &Path, pending: &PendingCompletion) {
+pub async fn replay(client: &Client, renewer: &Renewer, state_dir: &Path, pending: &PendingCompletion) {
+    // The lease has not been renewed since the earlier run stopped: renew it first, and keep
+    // renewing while a large spool uploads, so the completion still finds it.
+    let sent = tokio::time::Instant::now();
+    let _lease = match client.renew(pending.job_id, pending.attempt, &pending.fence).await {
+        Ok(lease) => Some(renewer.hold(
+            pending.job_id,
+            pending.attempt,
+            pending.fence.clone(),
+            Duration::from_millis(lease.lease_ttl_ms),
+            sent,
+        )),
+        Err(error) if error.is_stale_lease() => {
+            tracing::warn!(job_id = pending.job_id, "the lease of a replayed completion is gone; dropping it");
+            forget(state_dir, pending.job_id, pending.attempt);
+            let _ = std::fs::remove_file(spool_path(state_dir, pending.job_id, pending.attempt));
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(job_id = pending.job_id, %error, "could not renew the lease of a replayed completion; trying anyway");
+            None
+        }
+    };
     let spool = spool_path(state_dir, pending.job_id, pending.attempt);
     match super::logs::replay(client, pending.job_id, pending.attempt, &pending.fence, &spool).await {
         Ok(Upload::Complete) => deliver(client, state_dir, pending).await,
@@ -393,7 +415,15 @@ pub async fn replay(client: &Client, state_dir: &Path, pending: &PendingCompleti
             tracing::warn!(job_id = pending.job_id, "the lease of a replayed completion is gone; dropping it");
             forget(state_dir, pending.job_id, pending.attempt);
         }
-        Err(error) => tracing::error!(job_id = pending.job_id, error = format!("{error:#}"), "replay the log spool"),
+        Err(error) => {
+            // The result matters more than the log: deliver it anyway.
+            tracing::error!(
+                job_id = pending.job_id,
+                error = format!("{error:#}"),
+                "replay the log spool; completing anyway"
+            );
+            deliver(client, state_dir, pending).await;
+        }
     }
 }
 

@@ -186,7 +186,12 @@ pub async fn replay(
     let Ok(file) = std::fs::File::open(spool_path) else { return Ok(Upload::Complete) };
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     for line in BufReader::new(file).lines() {
-        let batch: SpooledBatch = serde_json::from_str(&line?)?;
+        let Ok(batch) = serde_json::from_str::<SpooledBatch>(&line?) else {
+            // A crash in the middle of an append leaves a torn last line: that batch was never
+            // uploaded, and what follows it (nothing) cannot be trusted. Stop there.
+            tracing::warn!(path = %spool_path.display(), "the log spool ends in a torn line; replaying up to it");
+            break;
+        };
         let request =
             api::LogUploadRequest { epoch: fence.epoch, token: fence.token.clone(), seq: batch.seq, data: batch.data };
         loop {

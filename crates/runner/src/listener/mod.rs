@@ -83,7 +83,7 @@ pub async fn run(config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<Sign
             attempt = pending.attempt,
             "delivering a completion from an earlier run"
         );
-        job::replay(&client, &config.state_dir, &pending).await;
+        job::replay(&client, &renewer, &config.state_dir, &pending).await;
     }
 
     let env = job::Environment {
