@@ -116,7 +116,10 @@ impl<'a> JobRun<'a> {
             }
             let title =
                 step.name.clone().unwrap_or_else(|| format!("Run {}", step.run.lines().next().unwrap_or_default()));
-            if !self.should_run(step.condition.as_deref()) {
+            // Whether the job was already cancelled when this step was chosen: then it is a
+            // clean-up step and runs to its end; otherwise a cancel stops it.
+            let cancelled_when_chosen = self.is_cancelled();
+            if !self.should_run(step.condition.as_deref(), cancelled_when_chosen) {
                 self.log(&format!(
                     "Skipping step {}: {title} (if: {})",
                     index + 1,
@@ -125,7 +128,7 @@ impl<'a> JobRun<'a> {
                 continue;
             }
             self.log(&format!("##[group]{title}"));
-            let end = match self.run_step(index, step) {
+            let end = match self.run_step(index, step, cancelled_when_chosen) {
                 Ok(end) => end,
                 Err(error) => StepEnd { success: false, description: format!("the step could not start: {error:#}") },
             };
@@ -148,8 +151,7 @@ impl<'a> JobRun<'a> {
         job_result(self.failed, self.is_cancelled())
     }
 
-    fn should_run(&self, condition: Option<&str>) -> bool {
-        let cancelled = self.is_cancelled();
+    fn should_run(&self, condition: Option<&str>, cancelled: bool) -> bool {
         match condition.map(str::trim) {
             None | Some("success()") => !self.failed && !cancelled,
             Some("failure()") => self.failed && !cancelled,
@@ -202,7 +204,7 @@ impl<'a> JobRun<'a> {
         Ok(vars)
     }
 
-    fn run_step(&mut self, index: usize, step: &api::StepSpec) -> anyhow::Result<StepEnd> {
+    fn run_step(&mut self, index: usize, step: &api::StepSpec, cancelled_before: bool) -> anyhow::Result<StepEnd> {
         let (argv, extension) = shell_argv(step.shell.as_deref())?;
         let script_path = self.dirs.temp.join(format!("step_{index}{extension}"));
         std::fs::write(&script_path, &step.run)?;
@@ -276,9 +278,8 @@ impl<'a> JobRun<'a> {
         let mut exit: Option<(Option<i32>, Option<i32>)> = None;
         let mut exited_at: Option<Instant> = None;
         let mut open_streams = 2;
-        // A step that starts after the cancel is a clean-up step (`always()`, `cancelled()`):
-        // it runs; only a cancel that arrives while a step runs stops that step.
-        let cancelled_before = self.is_cancelled();
+        // A step chosen after the cancel is a clean-up step (`always()`, `cancelled()`): it
+        // runs; only a cancel that arrives after a step was chosen stops that step.
         loop {
             if exit.is_some() && (open_streams == 0 || exited_at.is_some_and(|at| at.elapsed() >= PIPE_DRAIN_GRACE)) {
                 break;
