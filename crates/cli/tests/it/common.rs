@@ -57,6 +57,17 @@ impl TestServer {
             .token
     }
 
+    /// Starts a `baton runner` process with one slot, registered with a fresh token.
+    pub async fn start_runner(&self, name: &str) -> RunnerProcess {
+        let token = self.token().await;
+        RunnerProcess::start(
+            &self.url,
+            &token,
+            self.dir.path(),
+            RunnerOptions { name, capacity: 1, ephemeral: false, extra: &[] },
+        )
+    }
+
     pub async fn enqueue(&self, name: &str, steps: &[&str]) -> api::Job {
         self.admin.enqueue_job(&spec(name, steps)).await.expect("enqueue")
     }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{RunnerOptions, RunnerProcess, TestServer, eventually, processes_with_env, timeouts};
+use crate::common::{TestServer, eventually, processes_with_env, timeouts};
 
 fn job_with_marker(name: &str, marker: &str, script: &str) -> baton_api::JobSpec {
     let mut spec = crate::common::spec(name, &[script]);
@@ -20,13 +20,7 @@ const ESCAPEES: &str = "sleep 1000 &\n\
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_job_leaves_no_process_behind() {
     let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
-    let token = server.token().await;
-    let _runner = RunnerProcess::start(
-        &server.url,
-        &token,
-        server.dir.path(),
-        RunnerOptions { name: "cleaner", capacity: 1, ephemeral: false, extra: &[] },
-    );
+    let _runner = server.start_runner("cleaner").await;
     let marker = format!("cancel-{}", std::process::id());
     let needle = format!("BATON_TEST_MARKER={marker}");
     let job = server
@@ -52,13 +46,7 @@ async fn cancelled_job_leaves_no_process_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_job_leaves_no_process_behind() {
     let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
-    let token = server.token().await;
-    let _runner = RunnerProcess::start(
-        &server.url,
-        &token,
-        server.dir.path(),
-        RunnerOptions { name: "finisher", capacity: 1, ephemeral: false, extra: &[] },
-    );
+    let _runner = server.start_runner("finisher").await;
     let marker = format!("finish-{}", std::process::id());
     let needle = format!("BATON_TEST_MARKER={marker}");
     // The step exits at once, leaving its escapees behind; a later step still sees them (GitHub

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use baton_api as api;
 
-use crate::common::{RunnerOptions, RunnerProcess, TestServer, timeouts};
+use crate::common::{TestServer, timeouts};
 
 fn step(id: &str, run: &str) -> api::StepSpec {
     api::StepSpec { id: Some(id.into()), ..crate::common::spec("x", &[run]).steps[0].clone() }
@@ -15,13 +15,7 @@ fn step(id: &str, run: &str) -> api::StepSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_and_workflow_commands_end_to_end() {
     let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
-    let token = server.token().await;
-    let _runner = RunnerProcess::start(
-        &server.url,
-        &token,
-        server.dir.path(),
-        RunnerOptions { name: "commands", capacity: 1, ephemeral: false, extra: &[] },
-    );
+    let _runner = server.start_runner("commands").await;
     let spec = api::JobSpec {
         steps: vec![
             step(
@@ -98,13 +92,7 @@ async fn file_and_workflow_commands_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outputs_too_large_to_report_fail_the_job_instead_of_losing_it() {
     let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
-    let token = server.token().await;
-    let _runner = RunnerProcess::start(
-        &server.url,
-        &token,
-        server.dir.path(),
-        RunnerOptions { name: "big", capacity: 1, ephemeral: false, extra: &[] },
-    );
+    let _runner = server.start_runner("big").await;
     let spec = crate::common::spec(
         "big-output",
         &["printf 'big=%s\\n' \"$(head -c 1000000 /dev/zero | tr '\\0' a)\" >> \"$GITHUB_OUTPUT\"; echo wrote"],

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use baton_api as api;
 
-use crate::common::{RunnerOptions, RunnerProcess, TestServer, eventually, timeouts};
+use crate::common::{TestServer, eventually, timeouts};
 
 fn read_nanos(path: &std::path::Path) -> Vec<u128> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|line| line.trim().parse().ok()).collect()
@@ -18,13 +18,7 @@ async fn cancelled_job_never_overlaps_or_touches_the_next_one() {
     let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
     let shared = tempfile::tempdir().expect("shared dir");
     let shared_path = shared.path().display().to_string();
-    let token = server.token().await;
-    let _runner = RunnerProcess::start(
-        &server.url,
-        &token,
-        server.dir.path(),
-        RunnerOptions { name: "f3", capacity: 1, ephemeral: false, extra: &[] },
-    );
+    let _runner = server.start_runner("f3").await;
 
     // Job A ignores SIGINT and SIGTERM and keeps writing into its temp dir until killed.
     let job_a = server

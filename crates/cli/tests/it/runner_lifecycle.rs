@@ -134,13 +134,7 @@ async fn startup_removes_attempt_directories_of_a_crashed_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clean_up_steps_run_after_a_cancel() {
     let mut server = TestServer::start(timeouts(Duration::from_secs(6))).await;
-    let token = server.token().await;
-    let _runner = RunnerProcess::start(
-        &server.url,
-        &token,
-        server.dir.path(),
-        RunnerOptions { name: "tidy", capacity: 1, ephemeral: false, extra: &[] },
-    );
+    let _runner = server.start_runner("tidy").await;
     let mut spec = crate::common::spec("with-clean-up", &["echo working; sleep 600"]);
     let step = |condition: &str, run: &str| baton_api::StepSpec {
         condition: Some(condition.into()),

@@ -92,13 +92,7 @@ async fn a_partition_longer_than_the_lease_fences_the_runner() {
     // The runner must kill the job on its own, before the server re-offers it.
     job_stops_before_its_lease_expires(&server, job.id, &marker, lease).await;
 
-    let token = server.token().await;
-    let _rescuer = RunnerProcess::start(
-        &server.url,
-        &token,
-        server.dir.path(),
-        RunnerOptions { name: "rescuer", capacity: 1, ephemeral: false, extra: &[] },
-    );
+    let _rescuer = server.start_runner("rescuer").await;
     // The second attempt would sleep forever too; cancel it once it runs elsewhere.
     let running = server
         .wait_job(job.id, "attempt 2 running", |job| {
@@ -124,13 +118,7 @@ async fn a_partition_longer_than_the_lease_fences_the_runner() {
 async fn a_stopped_listener_cannot_keep_its_job_running() {
     let lease = Duration::from_secs(3);
     let mut server = TestServer::start(timeouts(lease)).await;
-    let token = server.token().await;
-    let frozen = RunnerProcess::start(
-        &server.url,
-        &token,
-        server.dir.path(),
-        RunnerOptions { name: "frozen", capacity: 1, ephemeral: false, extra: &[] },
-    );
+    let frozen = server.start_runner("frozen").await;
     let marker = format!("BATON_TEST_MARKER=sigstop-{}", std::process::id());
     let mut spec = crate::common::spec("frozen-job", &["(setsid sleep 600 &); sleep 600"]);
     spec.env.insert("BATON_TEST_MARKER".into(), marker.trim_start_matches("BATON_TEST_MARKER=").into());
