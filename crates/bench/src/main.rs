@@ -91,18 +91,23 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
-struct ServerProcess {
+/// A child process of the benchmark with its own temp dir; killed when dropped.
+struct Spawned {
     child: Child,
-    url: String,
-    admin: Client,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for ServerProcess {
+impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+struct ServerProcess {
+    process: Spawned,
+    url: String,
+    admin: Client,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -131,7 +136,7 @@ async fn start_server(args: &Args) -> anyhow::Result<ServerProcess> {
         anyhow::ensure!(Instant::now() < deadline, "the server did not come up");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(ServerProcess { child, url, admin, _dir: dir })
+    Ok(ServerProcess { process: Spawned { child, _dir: dir }, url, admin })
 }
 
 fn job_spec(name: &str, run: &str) -> api::JobSpec {
@@ -239,19 +244,7 @@ async fn dispatch_latency(args: &Args, samples: usize) -> anyhow::Result<Value> 
     Ok(summary(&histogram))
 }
 
-struct RunnerProcess {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RunnerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_runner(args: &Args, server: &ServerProcess, name: &str) -> anyhow::Result<RunnerProcess> {
+async fn start_runner(args: &Args, server: &ServerProcess, name: &str) -> anyhow::Result<Spawned> {
     let dir = tempfile::tempdir()?;
     let token = registration_token(server).await?;
     let child = Command::new(&args.baton)
@@ -276,7 +269,7 @@ async fn start_runner(args: &Args, server: &ServerProcess, name: &str) -> anyhow
         anyhow::ensure!(Instant::now() < deadline, "the runner never came online");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(RunnerProcess { child, _dir: dir })
+    Ok(Spawned { child, _dir: dir })
 }
 
 /// Waits for `job.completed` of `job_id` on the event stream.
@@ -453,7 +446,7 @@ async fn idle_sessions(args: &Args, n: usize) -> anyhow::Result<Value> {
         anyhow::ensure!(Instant::now() < deadline, "only {waiting} of {n} long-polls parked");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rss = rss_mib(server.child.id());
+    let rss = rss_mib(server.process.child.id());
     for poll in polls {
         poll.abort();
     }

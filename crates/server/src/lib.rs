@@ -100,14 +100,4 @@ impl Server {
         let _ = self.shutdown.send(true);
         self.task.await.context("join the server task")?
     }
-
-    /// Waits until the server stops on its own (it does not, unless serving fails).
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("join the server task")?
-    }
-
-    /// Signals shutdown without waiting.
-    pub fn trigger_shutdown(&self) {
-        let _ = self.shutdown.send(true);
-    }
 }

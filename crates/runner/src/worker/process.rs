@@ -45,20 +45,13 @@ pub struct Escalation {
     pgid: i32,
     stage: Stage,
     next_at: Instant,
-    sigint_grace: Duration,
     sigterm_grace: Duration,
 }
 
 impl Escalation {
     pub fn start(pgid: i32, sigint_grace: Duration, sigterm_grace: Duration) -> Escalation {
         signal_group(pgid, Signal::SIGINT);
-        Escalation {
-            pgid,
-            stage: Stage::Interrupted,
-            next_at: Instant::now() + sigint_grace,
-            sigint_grace,
-            sigterm_grace,
-        }
+        Escalation { pgid, stage: Stage::Interrupted, next_at: Instant::now() + sigint_grace, sigterm_grace }
     }
 
     /// Moves to the next signal when its grace has run out; returns when to call again.
@@ -78,14 +71,6 @@ impl Escalation {
             }
         }
         self.next_at
-    }
-
-    pub fn stage(&self) -> Stage {
-        self.stage
-    }
-
-    pub fn sigint_grace(&self) -> Duration {
-        self.sigint_grace
     }
 }
 
