@@ -186,6 +186,10 @@ pub struct JobOffer {
     /// The job token for this attempt and epoch; every job call carries it.
     pub token: String,
     pub spec: JobSpec,
+    /// The run's secrets, by name: the `secrets` context of the job's expressions, and values
+    /// masked in every log line. Sent only in offers, never stored with the job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 // ----- job calls (fenced) -----
@@ -262,6 +266,16 @@ pub struct JobSpec {
     /// Attempts before a job whose runners keep vanishing fails as `infrastructure_failure`.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// The expression contexts known before the job starts (`github`, `inputs`, `vars`, `needs`,
+    /// `strategy`, `matrix`, `job`), as a JSON object. `env`, step `run`, `if`, `shell`,
+    /// `working-directory` and step `env` values are templates evaluated on the runner with
+    /// these, `secrets`, `runner`, `env` and `steps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contexts: Option<serde_json::Value>,
+    /// The job's `outputs:`: templates evaluated when the job ends, with the `steps` context.
+    /// Without it, the job reports every step's `GITHUB_OUTPUT` values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -283,7 +297,8 @@ pub struct StepSpec {
     pub continue_on_error: bool,
     #[serde(default)]
     pub timeout_minutes: Option<u32>,
-    /// `success()` (default), `failure()` or `always()`.
+    /// A condition as GitHub writes it (`success()` by default, `failure()`, `always()`,
+    /// `steps.x.outputs.y == 'z'`, ...), evaluated on the runner before the step.
     #[serde(default, rename = "if")]
     pub condition: Option<String>,
 }

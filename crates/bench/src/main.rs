@@ -157,6 +157,8 @@ fn job_spec(name: &str, run: &str) -> api::JobSpec {
         }],
         timeout_minutes: None,
         max_attempts: None,
+        contexts: None,
+        outputs: None,
     }
 }
 

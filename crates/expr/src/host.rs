@@ -12,6 +12,9 @@ pub enum JobStatus {
     Failure,
     /// The run was cancelled: `cancelled()` is true.
     Cancelled,
+    /// A job this one needs was skipped or cancelled while nothing failed: `success()`, `failure()` and
+    /// `cancelled()` are all false, so only `always()` (or a condition without status functions negated) runs it.
+    Blocked,
 }
 
 /// What the evaluator needs from its surroundings.

@@ -121,6 +121,8 @@ pub fn spec(name: &str, steps: &[&str]) -> api::JobSpec {
             .collect(),
         timeout_minutes: None,
         max_attempts: None,
+        contexts: None,
+        outputs: None,
     }
 }
 

@@ -163,6 +163,7 @@ pub async fn poll(
                     epoch: epoch.0,
                     token: state.job_tokens.token(job_id, attempt, epoch, runner_id),
                     spec: super::job_spec(job)?,
+                    secrets: Default::default(),
                 })
             }
             Message::Cancel { job_id, attempt, epoch } => {

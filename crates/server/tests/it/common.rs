@@ -134,6 +134,8 @@ pub fn job_spec(name: &str, labels: &[&str]) -> api::JobSpec {
         }],
         timeout_minutes: None,
         max_attempts: None,
+        contexts: None,
+        outputs: None,
     }
 }
 
