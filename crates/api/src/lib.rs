@@ -167,6 +167,8 @@ pub struct RunnerMessage {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Messages live only between a poll's answer and their handling; boxing the offer would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum MessageBody {
     /// Accept within the accept timeout, or the offer goes elsewhere.
     JobOffer(JobOffer),
@@ -319,6 +321,9 @@ pub struct Job {
     pub completed_at: Option<String>,
     pub attempts: Vec<Attempt>,
     pub spec: JobSpec,
+    /// The workflow run this job is a leg of.
+    #[serde(default)]
+    pub run_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -413,6 +418,103 @@ pub enum RetireResponse {
     Retired,
     /// The runner holds this attempt; nothing changed. Do not terminate it.
     Busy { job_id: i64, attempt: u32 },
+}
+
+// ----- workflow runs -----
+
+/// A workflow file to run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRunRequest {
+    /// The workflow YAML, at most 512 KiB.
+    pub workflow: String,
+    /// The file name used in error messages (`file:line:col`).
+    #[serde(default)]
+    pub file_name: Option<String>,
+    /// `workflow_dispatch` inputs as text; typed as the workflow declares them.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// Secrets for the run's `secrets` context. Kept only until the run completes; never
+    /// returned by the API.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// Run only this job and the jobs it needs.
+    #[serde(default)]
+    pub job: Option<String>,
+    /// Ignore `runs-on`: any runner may take the run's jobs.
+    #[serde(default)]
+    pub any_runner: bool,
+}
+
+/// A workflow run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Run {
+    pub id: i64,
+    pub name: String,
+    pub file_name: String,
+    /// `in_progress` or `completed`.
+    pub status: String,
+    /// `success`, `failure` or `cancelled` once completed.
+    pub conclusion: Option<String>,
+    pub cancel_requested: bool,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+    /// The workflow's jobs in the order the file writes them.
+    pub jobs: Vec<RunJob>,
+}
+
+/// One job of a workflow run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunJob {
+    /// The job's id in the workflow.
+    pub id: String,
+    pub name: String,
+    pub needs: Vec<String>,
+    /// `waiting`, `running` or `completed`.
+    pub status: String,
+    /// `success`, `failure`, `cancelled` or `skipped` once completed.
+    pub conclusion: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+    /// Why the job was skipped or failed, when its legs do not say.
+    pub message: Option<String>,
+    /// One per matrix combination; empty for a job that did not start.
+    pub legs: Vec<RunLeg>,
+}
+
+/// One matrix combination of a workflow job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunLeg {
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub matrix: Option<serde_json::Value>,
+    /// The Baton job running it, once enqueued.
+    pub job_id: Option<i64>,
+    /// The newest attempt of that job.
+    pub attempt: Option<u32>,
+    /// `waiting`, `queued`, `running` or `completed`.
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub outputs: BTreeMap<String, String>,
+    /// The step summary the leg wrote.
+    pub summary: Option<String>,
+    pub message: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<Run>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunPageQuery {
+    /// List runs with id below this one (newest first).
+    #[serde(default)]
+    pub before: Option<i64>,
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 // ----- events -----

@@ -323,6 +323,26 @@ impl Client {
         self.get(&format!("/api/v1/jobs/{job_id}/attempts/{attempt}/logs?after={after}")).await
     }
 
+    pub async fn submit_run(&self, request: &api::SubmitRunRequest) -> Result<api::Run> {
+        self.post("/api/v1/runs", request).await
+    }
+
+    pub async fn get_run(&self, run_id: i64) -> Result<api::Run> {
+        self.get(&format!("/api/v1/runs/{run_id}")).await
+    }
+
+    /// Runs with id below `before` (`None`: the newest), newest first.
+    pub async fn list_runs(&self, before: Option<i64>, limit: usize) -> Result<api::RunList> {
+        match before {
+            Some(before) => self.get(&format!("/api/v1/runs?before={before}&limit={limit}")).await,
+            None => self.get(&format!("/api/v1/runs?limit={limit}")).await,
+        }
+    }
+
+    pub async fn cancel_run(&self, run_id: i64) -> Result<api::Run> {
+        self.post_empty(&format!("/api/v1/runs/{run_id}/cancel")).await
+    }
+
     pub async fn list_runners(&self, after: i64, limit: usize) -> Result<api::RunnerList> {
         self.get(&format!("/api/v1/runners?after={after}&limit={limit}")).await
     }

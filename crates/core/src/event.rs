@@ -23,6 +23,9 @@ named_enum! {
         RunnerRetiring = "runner.retiring",
         RunnerGone = "runner.gone",
         ServerOutage = "server.outage",
+        RunQueued = "run.queued",
+        RunCancelRequested = "run.cancel_requested",
+        RunCompleted = "run.completed",
     }
 }
 

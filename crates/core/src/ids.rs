@@ -24,6 +24,10 @@ id_type!(
     JobId(i64)
 );
 id_type!(
+    /// A workflow run: the jobs of one workflow file submitted together.
+    RunId(i64)
+);
+id_type!(
     /// A registered runner agent.
     RunnerId(i64)
 );

@@ -21,11 +21,11 @@ pub mod time;
 
 pub use attempt::{AttemptEvent, AttemptResult, AttemptState};
 pub use event::EventKind;
-pub use ids::{AttemptNo, EventSeq, JobId, LeaseEpoch, MessageId, RunnerId, SessionId};
+pub use ids::{AttemptNo, EventSeq, JobId, LeaseEpoch, MessageId, RunId, RunnerId, SessionId};
 pub use job::{JobConclusion, JobEvent, JobState};
 pub use lease::Timeouts;
 pub use machine::InvalidTransition;
-pub use model::{Attempt, JitConfig, Job, Message, RegistrationToken, Runner, Session};
+pub use model::{Attempt, JitConfig, Job, Message, RegistrationToken, Run, Runner, Session};
 pub use runner::{RunnerEvent, RunnerState};
 pub use session::{SessionEvent, SessionState};
 pub use time::Timestamp;

@@ -19,6 +19,8 @@ pub const LABELS_MAX: usize = 32;
 pub const CAPACITY_MAX: u32 = 256;
 /// Attempts of one job.
 pub const MAX_ATTEMPTS_MAX: u32 = 10;
+/// Attempts of a job that does not say.
+pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
 /// Steps in one job spec.
 pub const STEPS_MAX: usize = 256;
 /// Environment entries in one job or step.

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::{
-    AttemptNo, AttemptResult, AttemptState, JobConclusion, JobId, JobState, LeaseEpoch, RunnerId, RunnerState,
+    AttemptNo, AttemptResult, AttemptState, JobConclusion, JobId, JobState, LeaseEpoch, RunId, RunnerId, RunnerState,
     SessionId, SessionState, Timestamp,
 };
 
@@ -70,6 +70,8 @@ pub struct Job {
     pub cancel_requested: bool,
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
+    /// The workflow run this job is a leg of, if any.
+    pub run_id: Option<RunId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,4 +184,28 @@ pub struct JitConfig {
     pub expires_at: Timestamp,
     pub used_at: Option<Timestamp>,
     pub created_at: Timestamp,
+}
+
+/// A workflow run. The planner's state is opaque JSON here; `baton-engine` owns its meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: RunId,
+    /// The workflow's `name:`, or its file name.
+    pub name: String,
+    pub file_name: String,
+    /// The workflow text as submitted.
+    pub workflow: String,
+    /// The typed `inputs` context, JSON.
+    pub inputs: String,
+    /// The secrets by name, JSON; `None` once the run completed (they are kept no longer).
+    pub secrets: Option<String>,
+    /// Run options, JSON (`only`, `any_runner`).
+    pub options: String,
+    /// The planner's state, JSON.
+    pub state: String,
+    pub cancel_requested: bool,
+    /// `success`, `failure` or `cancelled` once completed.
+    pub conclusion: Option<String>,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
 }

@@ -16,9 +16,10 @@ pub struct WorkerSpec {
     pub attempt: u32,
     pub runner_name: String,
     pub spec: api::JobSpec,
-    /// Values to redact from every log line.
+    /// The run's secrets by name: the `secrets` context of the job's expressions, and values
+    /// redacted from every log line. The spec file holding them is readable by its owner only.
     #[serde(default)]
-    pub secrets: Vec<String>,
+    pub secrets: BTreeMap<String, String>,
     pub escalation: Escalation,
     /// How long the worker may run from its start without hearing that the lease was renewed.
     /// Each `lease <ms>` control line moves this deadline; when it passes, the worker kills

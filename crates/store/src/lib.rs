@@ -12,9 +12,11 @@
 pub mod error;
 pub mod mem;
 pub mod ops;
+pub mod runs;
 pub mod sqlite;
 pub mod tx;
 
 pub use error::{Error, StoreError};
 pub use ops::*;
+pub use runs::{NewRun, RunView};
 pub use tx::{Backend, Event, LogChunk, Tx};

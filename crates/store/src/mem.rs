@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use baton_core::{
-    Attempt, AttemptNo, AttemptState, EventSeq, JitConfig, Job, JobId, Message, MessageId, RegistrationToken, Runner,
-    RunnerId, RunnerState, Session, SessionId, SessionState, Timestamp,
+    Attempt, AttemptNo, AttemptState, EventSeq, JitConfig, Job, JobId, Message, MessageId, RegistrationToken, Run,
+    RunId, Runner, RunnerId, RunnerState, Session, SessionId, SessionState, Timestamp,
 };
 
 use crate::StoreError;
@@ -25,6 +25,7 @@ struct State {
     runners: BTreeMap<RunnerId, Runner>,
     sessions: BTreeMap<SessionId, Session>,
     jobs: BTreeMap<JobId, Job>,
+    runs: BTreeMap<RunId, Run>,
     attempts: BTreeMap<(JobId, AttemptNo), Attempt>,
     messages: BTreeMap<MessageId, (RunnerId, Message)>,
     logs: BTreeMap<(JobId, AttemptNo, u64), LogChunk>,
@@ -38,6 +39,7 @@ struct Counters {
     runner: i64,
     session: i64,
     job: i64,
+    run: i64,
     message: i64,
     event: i64,
 }
@@ -50,6 +52,7 @@ enum Undo {
     Runner(RunnerId, Option<Runner>),
     Session(SessionId, Option<Session>),
     Job(JobId, Option<Job>),
+    Run(RunId, Option<Run>),
     Attempt((JobId, AttemptNo), Option<Attempt>),
     Message(MessageId, Option<(RunnerId, Message)>),
     Log((JobId, AttemptNo, u64), Option<LogChunk>),
@@ -77,6 +80,7 @@ impl State {
             Undo::Runner(key, old) => restore(&mut self.runners, key, old),
             Undo::Session(key, old) => restore(&mut self.sessions, key, old),
             Undo::Job(key, old) => restore(&mut self.jobs, key, old),
+            Undo::Run(key, old) => restore(&mut self.runs, key, old),
             Undo::Attempt(key, old) => restore(&mut self.attempts, key, old),
             Undo::Message(key, old) => restore(&mut self.messages, key, old),
             Undo::Log(key, old) => restore(&mut self.logs, key, old),
@@ -332,6 +336,37 @@ impl Tx for MemTx<'_> {
 
     fn jobs_page(&mut self, after: JobId, limit: usize) -> R<Vec<Job>> {
         Ok(self.state.jobs.range(JobId(after.0 + 1)..).take(limit).map(|(_, job)| job.clone()).collect())
+    }
+
+    fn run_insert(&mut self, run: &Run) -> R<RunId> {
+        let id = RunId(self.next_id(|counters| &mut counters.run)?);
+        self.record(Undo::Run(id, None))?;
+        self.state.runs.insert(id, Run { id, ..run.clone() });
+        Ok(id)
+    }
+
+    fn run_update(&mut self, run: &Run) -> R<()> {
+        let old = self.state.runs.get(&run.id).cloned().ok_or_else(|| missing("run", run.id))?;
+        // Only the columns SQLite updates change; the rest are fixed at insert.
+        let updated = Run {
+            secrets: run.secrets.clone(),
+            state: run.state.clone(),
+            cancel_requested: run.cancel_requested,
+            conclusion: run.conclusion.clone(),
+            completed_at: run.completed_at,
+            ..old.clone()
+        };
+        self.record(Undo::Run(run.id, Some(old)))?;
+        self.state.runs.insert(run.id, updated);
+        Ok(())
+    }
+
+    fn run_get(&mut self, id: RunId) -> R<Option<Run>> {
+        Ok(self.state.runs.get(&id).cloned())
+    }
+
+    fn runs_page(&mut self, before: RunId, limit: usize) -> R<Vec<Run>> {
+        Ok(self.state.runs.range(..before).rev().take(limit).map(|(_, run)| run.clone()).collect())
     }
 
     fn attempt_insert(&mut self, attempt: &Attempt) -> R<()> {

@@ -48,6 +48,8 @@ pub struct Store {
     backend: Box<dyn Backend>,
     timeouts: Timeouts,
     observer: Option<Arc<dyn CommitObserver>>,
+    /// Parsed workflows of runs, so a leg's completion does not parse its workflow again.
+    pub(crate) workflows: crate::runs::WorkflowCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,6 +94,8 @@ pub struct Polled {
     pub messages: Vec<(MessageId, Message)>,
     /// The jobs the offers among `messages` are for, read in the same transaction.
     pub offered_jobs: Vec<Job>,
+    /// The secrets of the runs those jobs belong to, by job.
+    pub secrets: BTreeMap<JobId, BTreeMap<String, String>>,
 }
 
 /// A runner as served by the API: with what it holds, read in one snapshot.
@@ -161,7 +165,7 @@ const META_LAST_ALIVE: &str = "clock.last_alive";
 
 impl Store {
     pub fn new(backend: Box<dyn Backend>, timeouts: Timeouts) -> Store {
-        Store { backend, timeouts, observer: None }
+        Store { backend, timeouts, observer: None, workflows: Default::default() }
     }
 
     pub fn open_memory(timeouts: Timeouts) -> Store {
@@ -177,7 +181,7 @@ impl Store {
     }
 
     /// Runs `script` as one write transaction. A script error rolls back everything it wrote.
-    fn write<T>(&self, mut script: impl FnMut(&mut dyn Tx, &mut Effects) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, mut script: impl FnMut(&mut dyn Tx, &mut Effects) -> Result<T>) -> Result<T> {
         let mut outcome: Option<Result<T>> = None;
         let mut effects = Effects::default();
         self.backend.write(&mut |tx| {
@@ -204,7 +208,7 @@ impl Store {
         outcome
     }
 
-    fn read<T>(&self, mut script: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, mut script: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
         let mut outcome: Option<Result<T>> = None;
         self.backend.read(&mut |tx| {
             match script(tx) {
@@ -441,12 +445,17 @@ impl Store {
             assign(tx, fx, &self.timeouts, Some(runner), now)?;
             let messages = pending_messages(tx, runner_id, ack)?;
             let mut offered_jobs = Vec::new();
+            let mut secrets = BTreeMap::new();
             for (_, message) in &messages {
                 if let Message::JobOffer { job_id, .. } = message {
-                    offered_jobs.push(get_job(tx, *job_id)?);
+                    let job = get_job(tx, *job_id)?;
+                    if let Some(run_id) = job.run_id {
+                        secrets.insert(job.id, crate::runs::secrets_of(tx, run_id)?);
+                    }
+                    offered_jobs.push(job);
                 }
             }
-            Ok(Polled { messages, offered_jobs })
+            Ok(Polled { messages, offered_jobs, secrets })
         })
     }
 
@@ -519,6 +528,7 @@ impl Store {
                 cancel_requested: false,
                 created_at: now,
                 completed_at: None,
+                run_id: None,
             };
             job.id = tx.job_insert(&job)?;
             let attempt = Attempt::queued(job.id, AttemptNo::FIRST, now);
@@ -756,6 +766,7 @@ impl Store {
                 Some(runner_id),
                 serde_json::json!({ "conclusion": conclusion.to_string(), "epoch": epoch.0 }),
             )?;
+            crate::runs::after_job_finished(self, tx, fx, &job, outputs, now)?;
             let attempts = tx.attempts_of_job(job_id)?;
             Ok(JobView { job, attempts })
         })
@@ -766,75 +777,9 @@ impl Store {
     /// was already cancelled is a no-op success.
     pub fn cancel_job(&self, job_id: JobId, now: Timestamp) -> Result<Job> {
         self.write(|tx, fx| {
-            let mut job = get_job(tx, job_id)?;
+            let job = cancel_in_tx(tx, fx, job_id, now)?;
             if job.state == JobState::Completed {
-                if job.conclusion == Some(JobConclusion::Cancelled) {
-                    return Ok(job);
-                }
-                return Err(Error::Conflict {
-                    code: "job_completed",
-                    message: format!(
-                        "job {job_id} already completed ({})",
-                        job.conclusion.map(|c| c.to_string()).unwrap_or_default()
-                    ),
-                    hint: None,
-                });
-            }
-            if job.cancel_requested {
-                return Ok(job);
-            }
-            let mut attempt = get_attempt(tx, job_id, job.attempt)?;
-            match attempt.state {
-                AttemptState::Queued | AttemptState::Offered => {
-                    let held_by = attempt.state.holds_runner().then_some(attempt.runner_id).flatten();
-                    attempt.state = attempt.state.on(AttemptEvent::Cancel)?;
-                    attempt.result = Some(AttemptResult::Cancelled);
-                    attempt.reason = Some("cancelled before it started".into());
-                    attempt.ended_at = Some(now);
-                    attempt.accept_deadline = None;
-                    attempt.check_invariants();
-                    tx.attempt_update(&attempt)?;
-                    if let Some(runner_id) = held_by {
-                        give_back_slot(tx, runner_id)?;
-                    }
-                    job.state = job.state.on(JobEvent::Cancel)?;
-                    job.conclusion = Some(JobConclusion::Cancelled);
-                    job.cancel_requested = true;
-                    job.completed_at = Some(now);
-                    tx.job_update(&job)?;
-                    emit(
-                        tx,
-                        fx,
-                        now,
-                        EventKind::JobCompleted,
-                        Some(job_id),
-                        Some(attempt.number),
-                        held_by,
-                        serde_json::json!({ "conclusion": "cancelled", "epoch": attempt.epoch.map(|epoch| epoch.0) }),
-                    )?;
-                }
-                AttemptState::Running => {
-                    attempt.state = attempt.state.on(AttemptEvent::Cancel)?;
-                    tx.attempt_update(&attempt)?;
-                    job.cancel_requested = true;
-                    tx.job_update(&job)?;
-                    let runner_id = attempt.runner_id.expect("running attempt has a runner");
-                    let epoch = attempt.epoch.expect("running attempt has an epoch");
-                    send(tx, fx, runner_id, &Message::Cancel { job_id, attempt: attempt.number, epoch }, now)?;
-                    emit(
-                        tx,
-                        fx,
-                        now,
-                        EventKind::JobCancelRequested,
-                        Some(job_id),
-                        Some(attempt.number),
-                        Some(runner_id),
-                        serde_json::json!({}),
-                    )?;
-                }
-                AttemptState::Completed | AttemptState::Lost => {
-                    unreachable!("the current attempt of an unfinished job is never terminal")
-                }
+                crate::runs::after_job_finished(self, tx, fx, &job, &BTreeMap::new(), now)?;
             }
             Ok(job)
         })
@@ -1042,6 +987,7 @@ impl Store {
                         None,
                         serde_json::json!({ "conclusion": conclusion.to_string(), "reason": reason }),
                     )?;
+                    crate::runs::after_job_finished(self, tx, fx, &job, &BTreeMap::new(), now)?;
                 }
             }
             if !expired.is_empty() {
@@ -1226,7 +1172,7 @@ fn insert_runner(tx: &mut dyn Tx, fx: &mut Effects, spec: RunnerSpec<'_>, now: T
 /// The assign step: pairs queued attempts with runners that are active, have a live session
 /// and a free slot, and match the labels; writes each offer with a new fencing epoch and queues
 /// the offer message. With `only` set, considers that runner alone (a poll).
-fn assign(
+pub(crate) fn assign(
     tx: &mut dyn Tx,
     fx: &mut Effects,
     timeouts: &Timeouts,
@@ -1383,21 +1329,102 @@ fn view_runner(tx: &mut dyn Tx, runner: Runner) -> Result<RunnerView> {
 
 /// Returns the slot an unaccepted offer took: no worker was started for it, and none can be,
 /// because its accept now fails.
-fn give_back_slot(tx: &mut dyn Tx, runner_id: RunnerId) -> Result<()> {
+/// Cancels a job inside a transaction (see [`Store::cancel_job`]); does not tell its run.
+pub(crate) fn cancel_in_tx(tx: &mut dyn Tx, fx: &mut Effects, job_id: JobId, now: Timestamp) -> Result<Job> {
+    let mut job = get_job(tx, job_id)?;
+    if job.state == JobState::Completed {
+        if job.conclusion == Some(JobConclusion::Cancelled) {
+            return Ok(job);
+        }
+        return Err(Error::Conflict {
+            code: "job_completed",
+            message: format!(
+                "job {job_id} already completed ({})",
+                job.conclusion.map(|c| c.to_string()).unwrap_or_default()
+            ),
+            hint: None,
+        });
+    }
+    if job.cancel_requested {
+        return Ok(job);
+    }
+    let mut attempt = get_attempt(tx, job_id, job.attempt)?;
+    match attempt.state {
+        AttemptState::Queued | AttemptState::Offered => {
+            let held_by = attempt.state.holds_runner().then_some(attempt.runner_id).flatten();
+            attempt.state = attempt.state.on(AttemptEvent::Cancel)?;
+            attempt.result = Some(AttemptResult::Cancelled);
+            attempt.reason = Some("cancelled before it started".into());
+            attempt.ended_at = Some(now);
+            attempt.accept_deadline = None;
+            attempt.check_invariants();
+            tx.attempt_update(&attempt)?;
+            if let Some(runner_id) = held_by {
+                give_back_slot(tx, runner_id)?;
+            }
+            job.state = job.state.on(JobEvent::Cancel)?;
+            job.conclusion = Some(JobConclusion::Cancelled);
+            job.cancel_requested = true;
+            job.completed_at = Some(now);
+            tx.job_update(&job)?;
+            emit(
+                tx,
+                fx,
+                now,
+                EventKind::JobCompleted,
+                Some(job_id),
+                Some(attempt.number),
+                held_by,
+                serde_json::json!({ "conclusion": "cancelled", "epoch": attempt.epoch.map(|epoch| epoch.0) }),
+            )?;
+        }
+        AttemptState::Running => {
+            attempt.state = attempt.state.on(AttemptEvent::Cancel)?;
+            tx.attempt_update(&attempt)?;
+            job.cancel_requested = true;
+            tx.job_update(&job)?;
+            let runner_id = attempt.runner_id.expect("running attempt has a runner");
+            let epoch = attempt.epoch.expect("running attempt has an epoch");
+            send(tx, fx, runner_id, &Message::Cancel { job_id, attempt: attempt.number, epoch }, now)?;
+            emit(
+                tx,
+                fx,
+                now,
+                EventKind::JobCancelRequested,
+                Some(job_id),
+                Some(attempt.number),
+                Some(runner_id),
+                serde_json::json!({}),
+            )?;
+        }
+        AttemptState::Completed | AttemptState::Lost => {
+            unreachable!("the current attempt of an unfinished job is never terminal")
+        }
+    }
+    Ok(job)
+}
+
+pub(crate) fn give_back_slot(tx: &mut dyn Tx, runner_id: RunnerId) -> Result<()> {
     let mut runner = get_runner(tx, runner_id)?;
     runner.reported_free_slots = (runner.reported_free_slots + 1).min(runner.capacity);
     tx.runner_update(&runner)?;
     Ok(())
 }
 
-fn send(tx: &mut dyn Tx, fx: &mut Effects, runner_id: RunnerId, message: &Message, now: Timestamp) -> Result<()> {
+pub(crate) fn send(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    runner_id: RunnerId,
+    message: &Message,
+    now: Timestamp,
+) -> Result<()> {
     tx.message_insert(runner_id, message, now)?;
     fx.message(runner_id);
     Ok(())
 }
 
 #[expect(clippy::too_many_arguments, reason = "an event row has that many columns")]
-fn emit(
+pub(crate) fn emit(
     tx: &mut dyn Tx,
     fx: &mut Effects,
     now: Timestamp,
@@ -1429,7 +1456,7 @@ fn get_runner(tx: &mut dyn Tx, id: RunnerId) -> Result<Runner> {
     tx.runner_get(id)?.ok_or_else(|| not_found("runner", id))
 }
 
-fn get_job(tx: &mut dyn Tx, id: JobId) -> Result<Job> {
+pub(crate) fn get_job(tx: &mut dyn Tx, id: JobId) -> Result<Job> {
     tx.job_get(id)?.ok_or_else(|| not_found("job", id))
 }
 
@@ -1439,7 +1466,7 @@ fn get_attempt(tx: &mut dyn Tx, job_id: JobId, number: AttemptNo) -> Result<Atte
     Ok(attempt)
 }
 
-fn not_found(what: &'static str, id: impl std::fmt::Display) -> Error {
+pub(crate) fn not_found(what: &'static str, id: impl std::fmt::Display) -> Error {
     Error::NotFound { what, id: id.to_string() }
 }
 
@@ -1447,11 +1474,11 @@ fn stale(job_id: JobId, attempt: AttemptNo, presented: LeaseEpoch, detail: Strin
     Error::StaleLease { job_id, attempt, presented, detail }
 }
 
-fn check_name_field(field: &'static str, name: &str) -> Result<()> {
+pub(crate) fn check_name_field(field: &'static str, name: &str) -> Result<()> {
     limits::check_name(name).map_err(|message| Error::Invalid { field, message: message.into() })
 }
 
-fn check_labels(labels: &[String]) -> Result<()> {
+pub(crate) fn check_labels(labels: &[String]) -> Result<()> {
     limits::check_labels(labels).map_err(|message| Error::Invalid { field: "labels", message: message.into() })
 }
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use baton_core::{
     Attempt, AttemptNo, AttemptResult, AttemptState, EventKind, EventSeq, JitConfig, Job, JobConclusion, JobId,
-    JobState, LeaseEpoch, Message, MessageId, RegistrationToken, Runner, RunnerId, RunnerState, Session, SessionId,
-    SessionState, Timestamp,
+    JobState, LeaseEpoch, Message, MessageId, RegistrationToken, Run, RunId, Runner, RunnerId, RunnerState, Session,
+    SessionId, SessionState, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -213,7 +213,7 @@ fn session_row(row: &Row<'_>) -> R<Session> {
 }
 
 const JOB_COLUMNS: &str = "id, name, labels, spec, state, conclusion, reason, max_attempts, attempt, epoch, \
-                           cancel_requested, created_at, completed_at";
+                           cancel_requested, created_at, completed_at, run_id";
 
 fn job_row(row: &Row<'_>) -> R<Job> {
     Ok(Job {
@@ -233,6 +233,27 @@ fn job_row(row: &Row<'_>) -> R<Job> {
         cancel_requested: row.get(10)?,
         created_at: to_ts(row.get(11)?),
         completed_at: row.get::<_, Option<i64>>(12)?.map(to_ts),
+        run_id: row.get::<_, Option<i64>>(13)?.map(RunId),
+    })
+}
+
+const RUN_COLUMNS: &str = "id, name, file_name, workflow, inputs, secrets, options, state, cancel_requested, \
+                           conclusion, created_at, completed_at";
+
+fn run_row(row: &Row<'_>) -> R<Run> {
+    Ok(Run {
+        id: RunId(row.get(0)?),
+        name: row.get(1)?,
+        file_name: row.get(2)?,
+        workflow: row.get(3)?,
+        inputs: row.get(4)?,
+        secrets: row.get(5)?,
+        options: row.get(6)?,
+        state: row.get(7)?,
+        cancel_requested: row.get(8)?,
+        conclusion: row.get(9)?,
+        created_at: to_ts(row.get(10)?),
+        completed_at: row.get::<_, Option<i64>>(11)?.map(to_ts),
     })
 }
 
@@ -539,8 +560,8 @@ impl Tx for SqliteTx<'_> {
     fn job_insert(&mut self, job: &Job) -> R<JobId> {
         Ok(JobId(self.insert_returning_id(
             "INSERT INTO jobs (name, labels, spec, state, conclusion, reason, max_attempts, attempt, epoch, \
-             cancel_requested, created_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
-             RETURNING id",
+             cancel_requested, created_at, completed_at, run_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
             params![
                 job.name,
                 json_list(&job.labels),
@@ -553,9 +574,51 @@ impl Tx for SqliteTx<'_> {
                 i64::try_from(job.epoch.0).unwrap_or(i64::MAX),
                 job.cancel_requested,
                 ts(job.created_at),
-                ts_opt(job.completed_at)
+                ts_opt(job.completed_at),
+                job.run_id.map(|id| id.0)
             ],
         )?))
+    }
+
+    fn run_insert(&mut self, run: &Run) -> R<RunId> {
+        Ok(RunId(self.insert_returning_id(
+            "INSERT INTO runs (name, file_name, workflow, inputs, secrets, options, state, cancel_requested, conclusion, \
+             created_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+            params![
+                run.name,
+                run.file_name,
+                run.workflow,
+                run.inputs,
+                run.secrets,
+                run.options,
+                run.state,
+                run.cancel_requested,
+                run.conclusion,
+                ts(run.created_at),
+                ts_opt(run.completed_at)
+            ],
+        )?))
+    }
+
+    fn run_update(&mut self, run: &Run) -> R<()> {
+        self.exec_one(
+            "run",
+            "UPDATE runs SET secrets = ?2, state = ?3, cancel_requested = ?4, conclusion = ?5, completed_at = ?6 \
+             WHERE id = ?1",
+            params![run.id.0, run.secrets, run.state, run.cancel_requested, run.conclusion, ts_opt(run.completed_at)],
+        )
+    }
+
+    fn run_get(&mut self, id: RunId) -> R<Option<Run>> {
+        self.one(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), params![id.0], run_row)
+    }
+
+    fn runs_page(&mut self, before: RunId, limit: usize) -> R<Vec<Run>> {
+        self.many(
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id < ?1 ORDER BY id DESC LIMIT ?2"),
+            params![before.0, limit_param(limit)],
+            run_row,
+        )
     }
 
     fn job_update(&mut self, job: &Job) -> R<()> {

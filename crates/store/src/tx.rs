@@ -5,8 +5,8 @@
 //! writer). Ids of new rows are assigned by the backend and returned by the insert.
 
 use baton_core::{
-    Attempt, AttemptNo, EventKind, EventSeq, JitConfig, Job, JobId, Message, MessageId, RegistrationToken, Runner,
-    RunnerId, Session, SessionId, Timestamp,
+    Attempt, AttemptNo, EventKind, EventSeq, JitConfig, Job, JobId, Message, MessageId, RegistrationToken, Run, RunId,
+    Runner, RunnerId, Session, SessionId, Timestamp,
 };
 
 use crate::StoreError;
@@ -78,6 +78,13 @@ pub trait Tx {
     fn job_get(&mut self, id: JobId) -> R<Option<Job>>;
     /// Jobs with id greater than `after`, by id, at most `limit`.
     fn jobs_page(&mut self, after: JobId, limit: usize) -> R<Vec<Job>>;
+
+    /// Inserts a run; its `id` field is ignored and the new id returned.
+    fn run_insert(&mut self, run: &Run) -> R<RunId>;
+    fn run_update(&mut self, run: &Run) -> R<()>;
+    fn run_get(&mut self, id: RunId) -> R<Option<Run>>;
+    /// Runs with id less than `before`, newest first, at most `limit`.
+    fn runs_page(&mut self, before: RunId, limit: usize) -> R<Vec<Run>>;
 
     fn attempt_insert(&mut self, attempt: &Attempt) -> R<()>;
     fn attempt_update(&mut self, attempt: &Attempt) -> R<()>;

@@ -44,6 +44,9 @@ mod outage;
 #[path = "conformance/rollback.rs"]
 mod rollback;
 
+#[path = "conformance/runs.rs"]
+mod runs;
+
 #[path = "conformance/differential.rs"]
 mod differential;
 
@@ -82,6 +85,13 @@ macro_rules! conformance_suite {
 }
 
 conformance_suite! {
+    runs {
+        a_finished_leg_starts_its_dependents_in_the_same_commit,
+        a_cancelled_leg_skips_dependents_and_cancels_the_run,
+        fail_fast_cancels_queued_legs_in_the_failing_commit,
+        cancelling_a_run_tells_running_legs_and_concludes_when_they_stop,
+        bad_secrets_are_invalid_and_write_nothing,
+    }
     registration {
         a_valid_token_registers_a_runner_with_normalised_merged_labels,
         an_unknown_token_is_unauthorized_and_writes_nothing,

@@ -131,11 +131,12 @@ async fn supervise(
         attempt,
         runner_name: env.runner_name.clone(),
         spec: offer.spec.clone(),
-        secrets: Vec::new(),
+        secrets: offer.secrets.clone(),
         escalation: env.escalation,
         lease_valid_for_ms: millis(lease.valid_until.borrow().saturating_duration_since(tokio::time::Instant::now())),
     };
-    std::fs::write(dirs.spec_path(), serde_json::to_vec(&spec)?)?;
+    write_private(&dirs.spec_path(), &serde_json::to_vec(&spec)?)
+        .with_context(|| format!("write {}", dirs.spec_path().display()))?;
     let logs =
         LogSink::start(env.client.clone(), job_id, attempt, fence.clone(), spool_path(&env.state_dir, job_id, attempt));
 
@@ -325,6 +326,17 @@ fn make_writable(path: &Path) {
     }
 }
 
+/// Writes a file only its owner may read: the worker spec holds the run's secrets.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // The mode above applies only to a new file; a leftover one keeps its own, so set it too,
+    // before any secret is written.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
+}
+
 fn pending_path(state_dir: &Path, job_id: i64, attempt: u32) -> PathBuf {
     pending_dir(state_dir).join(format!("{job_id}-{attempt}.json"))
 }
@@ -475,4 +487,26 @@ fn is_worker(pid: i32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|cmdline| cmdline.split(|byte| *byte == 0).any(|arg| arg == crate::WORKER_SUBCOMMAND.as_bytes()))
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_spec_file_is_private() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("spec.json");
+        std::fs::write(&path, b"old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_private(&path, b"{\"secrets\":{}}").expect("write");
+        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read(&path).expect("read"), b"{\"secrets\":{}}");
+        let fresh = dir.path().join("fresh.json");
+        write_private(&fresh, b"x").expect("write");
+        assert_eq!(std::fs::metadata(&fresh).expect("metadata").permissions().mode() & 0o777, 0o600);
+    }
 }

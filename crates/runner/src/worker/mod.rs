@@ -7,8 +7,10 @@
 //! down, and the listener knows exactly when the job's teardown is over: when this process has
 //! exited and its process groups are empty.
 
+pub mod contexts;
 pub mod env;
 pub mod file_commands;
+pub mod hash_files;
 pub mod mask;
 pub mod process;
 mod step;
@@ -70,15 +72,20 @@ pub(crate) enum Input {
     ControlClosed,
 }
 
-/// Writes [`WorkerEvent`]s to stdout, one JSON object per line.
+/// Writes [`WorkerEvent`]s to stdout (or, in tests, a buffer), one JSON object per line.
 #[derive(Clone)]
 pub(crate) struct Emitter {
-    out: Arc<Mutex<std::io::Stdout>>,
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
 }
 
 impl Emitter {
     fn new() -> Emitter {
-        Emitter { out: Arc::new(Mutex::new(std::io::stdout())) }
+        Emitter::to(Box::new(std::io::stdout()))
+    }
+
+    /// An emitter writing to `out`.
+    pub(crate) fn to(out: Box<dyn Write + Send>) -> Emitter {
+        Emitter { out: Arc::new(Mutex::new(out)) }
     }
 
     pub(crate) fn emit(&self, event: &WorkerEvent) {
@@ -229,8 +236,8 @@ pub(crate) fn job_result(failed: bool, cancelled: bool) -> api::AttemptResult {
     }
 }
 
-/// Outputs reported for the job: every step's `GITHUB_OUTPUT` values by name, later steps
-/// winning, until job-level `outputs:` mappings exist.
+/// Outputs reported for the job: its `outputs:` templates evaluated, or without them every
+/// step's `GITHUB_OUTPUT` values by name (and `id.name`), later steps winning.
 pub(crate) type Outputs = BTreeMap<String, String>;
 
 /// The time a step may run.

@@ -5,6 +5,7 @@ pub mod events;
 pub mod meta;
 pub mod operator;
 pub mod runner;
+pub mod runs;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,6 +52,9 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(operator::retire_runner))
         .routes(routes!(operator::drain_runner))
         .routes(routes!(operator::resume_runner))
+        .routes(routes!(runs::submit_run, runs::list_runs))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::cancel_run))
         .routes(routes!(events::stream))
         .routes(routes!(meta::health))
         .split_for_parts()
@@ -273,6 +277,7 @@ pub fn job(view: &JobView) -> Result<api::Job, ApiError> {
         completed_at: job.completed_at.map(rfc3339),
         attempts: view.attempts.iter().map(attempt).collect(),
         spec: job_spec(job)?,
+        run_id: job.run_id.map(|id| id.0),
     })
 }
 

@@ -19,7 +19,6 @@ use crate::state::AppState;
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 const DEFAULT_PAGE: usize = 100;
 const DEFAULT_POOL: &str = "default";
-const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 fn token_ttl(ttl_secs: Option<u64>) -> Result<Duration, ApiError> {
     let ttl = ttl_secs.map(Duration::from_secs).unwrap_or(DEFAULT_TOKEN_TTL);
@@ -115,12 +114,11 @@ fn validate_spec(spec: &api::JobSpec) -> Result<(), ApiError> {
                 return Err(invalid(format!("steps[{index}].{field}: at most 4096 bytes")));
             }
         }
-        if let Some(condition) = &step.condition
-            && !matches!(condition.trim(), "success()" | "failure()" | "always()" | "cancelled()")
-        {
-            return Err(invalid(format!(
-                "steps[{index}].if: {condition:?} is not supported here; use success(), failure(), always() or cancelled()"
-            )));
+        if let Some(condition) = &step.condition {
+            let options = baton_expr::ParseOptions::with_named_values(baton_expr::WORKFLOW_CONTEXT_NAMES);
+            if let Err(error) = baton_expr::parse_if_condition(condition, &options) {
+                return Err(invalid(format!("steps[{index}].if: {error}")));
+            }
         }
     }
     Ok(())
@@ -160,7 +158,7 @@ pub async fn enqueue_job(
         name: spec.name.clone(),
         labels: spec.labels.clone(),
         spec: serde_json::to_string(&spec).map_err(|error| ApiError::internal("encode job spec", error))?,
-        max_attempts: spec.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        max_attempts: spec.max_attempts.unwrap_or(baton_core::limits::MAX_ATTEMPTS_DEFAULT),
     };
     let now = state.now();
     let view = state.run(move |store| store.enqueue(&new, now)).await?;

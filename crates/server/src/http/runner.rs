@@ -163,7 +163,7 @@ pub async fn poll(
                     epoch: epoch.0,
                     token: state.job_tokens.token(job_id, attempt, epoch, runner_id),
                     spec: super::job_spec(job)?,
-                    secrets: Default::default(),
+                    secrets: outcome.secrets.get(&job_id).cloned().unwrap_or_default(),
                 })
             }
             Message::Cancel { job_id, attempt, epoch } => {

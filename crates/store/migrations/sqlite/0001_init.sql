@@ -52,6 +52,22 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_open ON sessions (state, expires_at);
 
+-- A workflow run. `secrets` is NULL once the run completed; `state` is the planner's JSON.
+CREATE TABLE runs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    name             TEXT NOT NULL,
+    file_name        TEXT NOT NULL,
+    workflow         TEXT NOT NULL,
+    inputs           TEXT NOT NULL,
+    secrets          TEXT,
+    options          TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    cancel_requested INTEGER NOT NULL,
+    conclusion       TEXT,
+    created_at       INTEGER NOT NULL,
+    completed_at     INTEGER
+);
+
 CREATE TABLE jobs (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     name             TEXT NOT NULL,
@@ -65,7 +81,8 @@ CREATE TABLE jobs (
     epoch            INTEGER NOT NULL,
     cancel_requested INTEGER NOT NULL,
     created_at       INTEGER NOT NULL,
-    completed_at     INTEGER
+    completed_at     INTEGER,
+    run_id           INTEGER REFERENCES runs (id)
 );
 
 CREATE TABLE attempts (
