@@ -1,7 +1,13 @@
 //! The `baton` binary: one executable, one subcommand per role.
 
+mod connect;
+mod embedded;
+mod follow;
+mod operator;
+mod output;
 mod runner;
 mod server;
+mod workflow;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +28,23 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a runner agent: take jobs from a server and run each in its own worker process.
     Runner(runner::RunnerArgs),
+    /// Run a workflow file and follow it live; without --server, on a fleet started for it.
+    Run(workflow::RunArgs),
+    /// Submit a workflow run and print its id.
+    Submit(workflow::SubmitArgs),
+    /// Show a run's jobs and their conclusions.
+    Status(operator::StatusArgs),
+    /// Print a run's logs.
+    Logs(operator::LogsArgs),
+    /// Cancel a run.
+    Cancel(operator::CancelArgs),
+    /// List runners.
+    Runners(operator::ListArgs),
+    /// List jobs.
+    Jobs(operator::ListArgs),
+    /// Registration tokens for runners.
+    #[command(subcommand)]
+    Token(operator::TokenCommand),
     /// Run one job's worker (started by `baton runner`, not by hand).
     #[command(name = "runner-worker", hide = true)]
     RunnerWorker(runner::WorkerArgs),
@@ -29,7 +52,9 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Commands for people print their own output; the embedded fleet's logs would drown it.
+    let quiet = !matches!(cli.command, Command::Server(_) | Command::Runner(_) | Command::RunnerWorker(_));
+    init_logging(if quiet { "warn" } else { "info" });
     if let Command::RunnerWorker(args) = cli.command {
         // A worker is synchronous: threads and blocking pipes, no async runtime.
         return match runner::run_worker(args) {
@@ -49,22 +74,37 @@ fn main() -> std::process::ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Server(args) => server::run(args).await,
-            Command::Runner(args) => runner::run(args).await,
+            Command::Server(args) => server::run(args).await.map(|()| connect::EXIT_OK),
+            Command::Runner(args) => runner::run(args).await.map(|()| connect::EXIT_OK),
+            Command::Run(args) => workflow::run(args).await,
+            Command::Submit(args) => workflow::submit(args).await,
+            Command::Status(args) => operator::status(args).await,
+            Command::Logs(args) => operator::logs(args).await,
+            Command::Cancel(args) => operator::cancel(args).await,
+            Command::Runners(args) => operator::runners(args).await,
+            Command::Jobs(args) => operator::jobs(args).await,
+            Command::Token(command) => operator::token(command).await,
             Command::RunnerWorker(_) => unreachable!("handled before the runtime starts"),
         }
     });
+    // Nothing may keep the process alive after the command: blocking store calls of a stopped
+    // embedded server are abandoned, not awaited.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error:#}");
-            std::process::ExitCode::from(1)
+            if let Some(invalid) = error.downcast_ref::<connect::InvalidInput>() {
+                eprintln!("error: {invalid}");
+            } else {
+                eprintln!("error: {error:#}");
+            }
+            std::process::ExitCode::from(connect::exit_code_for(&error))
         }
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

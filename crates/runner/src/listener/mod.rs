@@ -64,10 +64,15 @@ pub enum Signal {
 }
 
 /// Runs the listener until it leaves: drained, retired, or its one ephemeral job done.
-pub async fn run(config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<Signal>) -> anyhow::Result<()> {
+pub async fn run(mut config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<Signal>) -> anyhow::Result<()> {
     anyhow::ensure!(config.capacity >= 1, "capacity must be at least 1");
     std::fs::create_dir_all(&config.work_dir).with_context(|| format!("create {}", config.work_dir.display()))?;
     std::fs::create_dir_all(&config.state_dir).with_context(|| format!("create {}", config.state_dir.display()))?;
+    // Steps run in their own working directories: every path handed to them must be absolute.
+    config.work_dir =
+        std::fs::canonicalize(&config.work_dir).with_context(|| format!("resolve {}", config.work_dir.display()))?;
+    config.state_dir =
+        std::fs::canonicalize(&config.state_dir).with_context(|| format!("resolve {}", config.state_dir.display()))?;
     let anonymous = Client::new(&config.server, None).context("configure the server URL")?;
     let credentials = obtain_credentials(&config, &anonymous).await?;
     let client = anonymous.with_token(credentials.credential.clone());
