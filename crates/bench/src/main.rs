@@ -40,7 +40,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--baton" => baton = args.next().map(PathBuf::from),
             "--quick" => quick = true,
             "--sqlite-synchronous" => synchronous = args.next().context("--sqlite-synchronous needs normal or full")?,
-            "--only" => only = Some(args.next().context("--only needs dispatch, runner, throughput or sessions")?),
+            "--only" => {
+                only = Some(args.next().context("--only needs dispatch, runner, throughput, workflows or sessions")?)
+            }
             other => bail!(
                 "unknown argument {other:?}; usage: baton-bench --baton PATH [--quick] [--sqlite-synchronous normal|full]"
             ),
@@ -50,8 +52,8 @@ fn parse_args() -> anyhow::Result<Args> {
     anyhow::ensure!(matches!(synchronous.as_str(), "normal" | "full"), "--sqlite-synchronous is normal or full");
     if let Some(name) = &only {
         anyhow::ensure!(
-            matches!(name.as_str(), "dispatch" | "runner" | "throughput" | "sessions"),
-            "--only takes dispatch, runner, throughput or sessions"
+            matches!(name.as_str(), "dispatch" | "runner" | "throughput" | "workflows" | "sessions"),
+            "--only takes dispatch, runner, throughput, workflows or sessions"
         );
     }
     Ok(Args { baton, quick, synchronous, only })
@@ -455,6 +457,44 @@ async fn idle_sessions(args: &Args, n: usize) -> anyhow::Result<Value> {
     Ok(json!({ "n": n, "server_rss_mib": rss }))
 }
 
+/// Wall time of `baton run FILE` on its embedded fleet, from start to exit, `runs` times.
+fn baton_run_wall(args: &Args, file: &std::path::Path, runs: usize) -> anyhow::Result<Value> {
+    let mut histogram = new_histogram();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let status = std::process::Command::new(&args.baton)
+            .arg("run")
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("run {}", args.baton.display()))?;
+        anyhow::ensure!(status.success(), "baton run {} failed: {status}", file.display());
+        histogram.record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))?;
+    }
+    Ok(summary(&histogram))
+}
+
+/// `baton run` of the hello example and of a 20-job matrix of `echo` steps.
+fn workflow_runs(args: &Args, runs: usize) -> anyhow::Result<(Value, Value)> {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let hello = baton_run_wall(args, &examples.join("hello.yml"), runs)?;
+    let dir = tempfile::tempdir()?;
+    let matrix = dir.path().join("matrix20.yml");
+    let legs: Vec<String> = (1..=20).map(|n| n.to_string()).collect();
+    std::fs::write(
+        &matrix,
+        format!(
+            "on: push\njobs:\n  echo:\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n        n: [{}]\n    \
+             steps:\n      - run: echo \"leg ${{{{ matrix.n }}}}\"\n",
+            legs.join(", ")
+        ),
+    )?;
+    let matrix = baton_run_wall(args, &matrix, runs)?;
+    Ok((hello, matrix))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -487,6 +527,11 @@ async fn main() -> anyhow::Result<()> {
         progress(&format!("throughput over {window:?}"));
         jobs_per_s = json!(throughput(&args, window).await?);
     }
+    let (mut run_hello, mut run_matrix) = (Value::Null, Value::Null);
+    if wanted("workflows") {
+        progress("baton run: hello and a 20-job matrix");
+        (run_hello, run_matrix) = workflow_runs(&args, if args.quick { 5 } else { 20 })?;
+    }
     let mut idle = Value::Null;
     if wanted("sessions") {
         progress(&format!("{sessions} idle sessions"));
@@ -505,7 +550,8 @@ async fn main() -> anyhow::Result<()> {
         "runner_idle_rss_mib": runner_rss,
         "completion_to_webhook_ms": Value::Null,
         "scale_up_reaction_ms": Value::Null,
-        "run_hello_wall_ms": Value::Null,
+        "run_hello_wall_ms": run_hello,
+        "run_matrix20_echo_wall_ms": run_matrix,
         "wall_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     });
     println!("{}", serde_json::to_string_pretty(&figures)?);
