@@ -677,6 +677,9 @@ impl Store {
             if attempt.state != AttemptState::Running {
                 return Err(stale(job_id, number, epoch, format!("the attempt is {}", attempt.state)));
             }
+            // Secrets are masked on the runner; the server masks them again before storing.
+            let run_id = get_job(tx, job_id)?.run_id;
+            let data = crate::runs::redact(tx, run_id, data)?;
             let last = tx.log_last_seq(job_id, number)?;
             if seq <= last {
                 let stored = tx.log_get(job_id, number, seq)?;
@@ -696,7 +699,7 @@ impl Store {
                     hint: Some(format!("upload chunk {} first", last + 1)),
                 });
             }
-            tx.log_insert(job_id, number, &LogChunk { seq, at: now, data: data.to_string() })?;
+            tx.log_insert(job_id, number, &LogChunk { seq, at: now, data })?;
             Ok(LogAppend::Appended)
         })
     }
@@ -743,10 +746,16 @@ impl Store {
                 AttemptState::Running => {}
                 other => return Err(stale(job_id, number, epoch, format!("the attempt is {other}"))),
             }
+            let run_id = get_job(tx, job_id)?.run_id;
+            let mut redacted = BTreeMap::new();
+            for (name, value) in outputs {
+                redacted.insert(name.clone(), crate::runs::redact(tx, run_id, value)?);
+            }
+            let summary = crate::runs::redact(tx, run_id, summary)?;
             attempt.state = attempt.state.on(AttemptEvent::Complete)?;
             attempt.result = Some(result);
-            attempt.outputs = outputs.clone();
-            attempt.summary = (!summary.is_empty()).then(|| summary.to_string());
+            attempt.outputs = redacted.clone();
+            attempt.summary = (!summary.is_empty()).then_some(summary);
             attempt.ended_at = Some(now);
             attempt.check_invariants();
             tx.attempt_update(&attempt)?;
@@ -766,7 +775,7 @@ impl Store {
                 Some(runner_id),
                 serde_json::json!({ "conclusion": conclusion.to_string(), "epoch": epoch.0 }),
             )?;
-            crate::runs::after_job_finished(self, tx, fx, &job, outputs, now)?;
+            crate::runs::after_job_finished(self, tx, fx, &job, &redacted, now)?;
             let attempts = tx.attempts_of_job(job_id)?;
             Ok(JobView { job, attempts })
         })

@@ -229,6 +229,35 @@ pub(crate) fn secrets_of(tx: &mut dyn Tx, run_id: RunId) -> Result<BTreeMap<Stri
     }
 }
 
+/// `text` with every secret of run `run_id` replaced by `***`, as the runner masks them: each
+/// value, and each line of a multi-line value, longest first. A job outside a run, or a run
+/// that completed (its secrets are gone), keeps its text.
+pub(crate) fn redact(tx: &mut dyn Tx, run_id: Option<RunId>, text: &str) -> Result<String> {
+    let Some(run_id) = run_id else { return Ok(text.to_owned()) };
+    let secrets = secrets_of(tx, run_id)?;
+    if secrets.is_empty() {
+        return Ok(text.to_owned());
+    }
+    let mut values: Vec<&str> = Vec::new();
+    for value in secrets.values() {
+        if !value.trim().is_empty() {
+            values.push(value);
+        }
+        if value.contains(['\r', '\n']) {
+            values.extend(value.split(['\r', '\n']).map(str::trim).filter(|line| !line.is_empty()));
+        }
+    }
+    values.sort_by_key(|value| std::cmp::Reverse(value.len()));
+    values.dedup();
+    let mut out = text.to_owned();
+    for value in values {
+        if out.contains(value) {
+            out = out.replace(value, "***");
+        }
+    }
+    Ok(out)
+}
+
 /// Carries out the planner's actions, feeding back the legs that end at once (a cancelled
 /// queued leg, a leg that cannot be enqueued), then stores the state and concludes the run.
 #[allow(clippy::too_many_arguments)]

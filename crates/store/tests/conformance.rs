@@ -91,6 +91,7 @@ conformance_suite! {
         fail_fast_cancels_queued_legs_in_the_failing_commit,
         cancelling_a_run_tells_running_legs_and_concludes_when_they_stop,
         bad_secrets_are_invalid_and_write_nothing,
+        the_server_masks_secrets_again_in_logs_outputs_and_summaries,
     }
     registration {
         a_valid_token_registers_a_runner_with_normalised_merged_labels,

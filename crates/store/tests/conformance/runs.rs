@@ -158,3 +158,41 @@ pub fn bad_secrets_are_invalid_and_write_nothing(harness: &mut Harness) {
         assert!(error.to_string().starts_with("secrets:"), "{error}");
     }
 }
+
+pub fn the_server_masks_secrets_again_in_logs_outputs_and_summaries(harness: &mut Harness) {
+    let (runner, session) = harness.connect("r1", &["linux"], 1, T0);
+    let view = harness
+        .store
+        .submit_run(&new_run(CHAIN, &[("TOKEN", "s3cret-value"), ("CERT", "line-one\nline-two")]), T0)
+        .expect("submit");
+    let a = leg_job(&view, "a").expect("a");
+    let polled = harness.poll(&runner, &session, 1, MessageId(0), at(10));
+    let [(_, _, attempt, epoch)] = offers(&polled)[..] else { panic!("one offer: {polled:?}") };
+    harness.store.accept(runner.id, a, attempt, epoch, at(20)).expect("accept");
+    let raw = "token=s3cret-value cert=line-two\n";
+    harness.store.append_log(runner.id, a, attempt, epoch, 1, raw, at(30)).expect("log");
+    let stored = harness.store.logs(a, attempt, 0, 10).expect("logs");
+    assert_eq!(stored[0].data, "token=*** cert=***\n");
+    // A retry of the same chunk is recognised as a duplicate, not a conflict.
+    let again = harness.store.append_log(runner.id, a, attempt, epoch, 1, raw, at(31)).expect("retry");
+    assert_eq!(again, baton_store::LogAppend::Duplicate);
+    let outputs = BTreeMap::from([("x".to_string(), "is s3cret-value".to_string())]);
+    let done = harness
+        .store
+        .complete(
+            runner.id,
+            a,
+            attempt,
+            epoch,
+            baton_core::AttemptResult::Success,
+            &outputs,
+            "sum s3cret-value",
+            at(40),
+        )
+        .expect("complete");
+    let last = done.attempts.last().expect("attempt");
+    assert_eq!(last.outputs["x"], "is ***");
+    assert_eq!(last.summary.as_deref(), Some("sum ***"));
+    let view = harness.store.run_view(view.run.id).expect("run");
+    assert_eq!(view.state.jobs[0].outputs["x"], "is ***", "needs outputs carry the masked value");
+}
