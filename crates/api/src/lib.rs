@@ -517,6 +517,78 @@ pub struct RunPageQuery {
     pub limit: Option<usize>,
 }
 
+// ----- autoscaler -----
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PoolQuery {
+    /// The pool's name.
+    pub pool: String,
+}
+
+/// A pool's demand and runners, read in one snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PoolSnapshot {
+    /// The newest event the snapshot includes.
+    pub as_of_event: i64,
+    /// The server's clock when it was read.
+    pub now: String,
+    /// Queued attempts of every pool, oldest first (at most 10,000).
+    pub queued: Vec<QueuedAttempt>,
+    /// The pool's runners that are not gone.
+    pub runners: Vec<PoolRunner>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueuedAttempt {
+    pub job_id: i64,
+    pub attempt: u32,
+    pub labels: Vec<String>,
+    pub queued_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PoolRunner {
+    pub id: i64,
+    pub name: String,
+    pub labels: Vec<String>,
+    /// `registered` (never connected), `active`, `draining`, `retiring`, `offline`.
+    pub state: String,
+    pub ephemeral: bool,
+    pub online: bool,
+    /// Offered or running attempts that reference it.
+    pub held: u32,
+    /// Attempts ever offered to it.
+    pub attempts: u32,
+    /// Holding nothing since then; absent while busy.
+    pub idle_since: Option<String>,
+    pub created_at: String,
+    pub last_seen_at: String,
+}
+
+/// Retire-if-idle on behalf of an autoscaler, with the readings that justified it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScalerRetireRequest {
+    /// What the scaler saw (pool, idle since, queue depth, ...), kept in the audit event.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub readings: serde_json::Value,
+}
+
+/// A scaler decision for the audit trail.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScalerEventRequest {
+    /// `create`, `terminate` or `cleanup`.
+    pub action: String,
+    #[serde(default)]
+    pub runner_id: Option<i64>,
+    /// The readings behind the decision, a JSON object.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
 // ----- events -----
 
 /// One row of the events stream (`data:` of a server-sent event whose `id:` is `seq`).

@@ -6,6 +6,7 @@ mod follow;
 mod operator;
 mod output;
 mod runner;
+mod scaler;
 mod server;
 mod workflow;
 
@@ -28,6 +29,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a runner agent: take jobs from a server and run each in its own worker process.
     Runner(runner::RunnerArgs),
+    /// Run the autoscaler for the pools of a TOML file (or print its audit trail: `scaler log`).
+    Scaler(scaler::ScalerArgs),
     /// Run a workflow file and follow it live; without --server, on a fleet started for it.
     Run(workflow::RunArgs),
     /// Submit a workflow run and print its id.
@@ -53,7 +56,8 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Commands for people print their own output; the embedded fleet's logs would drown it.
-    let quiet = !matches!(cli.command, Command::Server(_) | Command::Runner(_) | Command::RunnerWorker(_));
+    let quiet =
+        !matches!(cli.command, Command::Server(_) | Command::Runner(_) | Command::Scaler(_) | Command::RunnerWorker(_));
     init_logging(if quiet { "warn" } else { "info" });
     if let Command::RunnerWorker(args) = cli.command {
         // A worker is synchronous: threads and blocking pipes, no async runtime.
@@ -76,6 +80,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => server::run(args).await.map(|()| connect::EXIT_OK),
             Command::Runner(args) => runner::run(args).await.map(|()| connect::EXIT_OK),
+            Command::Scaler(args) => scaler::main(args).await,
             Command::Run(args) => workflow::run(args).await,
             Command::Submit(args) => workflow::submit(args).await,
             Command::Status(args) => operator::status(args).await,

@@ -343,6 +343,22 @@ impl Client {
         self.post_empty(&format!("/api/v1/runs/{run_id}/cancel")).await
     }
 
+    pub async fn pool_snapshot(&self, pool: &str) -> Result<api::PoolSnapshot> {
+        self.get(&format!("/api/v1/scaler/snapshot?pool={pool}")).await
+    }
+
+    pub async fn scaler_retire(
+        &self,
+        runner_id: i64,
+        request: &api::ScalerRetireRequest,
+    ) -> Result<api::RetireResponse> {
+        self.post(&format!("/api/v1/scaler/runners/{runner_id}/retire"), request).await
+    }
+
+    pub async fn scaler_event(&self, request: &api::ScalerEventRequest) -> Result<serde_json::Value> {
+        self.post("/api/v1/scaler/events", request).await
+    }
+
     pub async fn list_runners(&self, after: i64, limit: usize) -> Result<api::RunnerList> {
         self.get(&format!("/api/v1/runners?after={after}&limit={limit}")).await
     }

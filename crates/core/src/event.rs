@@ -26,6 +26,10 @@ named_enum! {
         RunQueued = "run.queued",
         RunCancelRequested = "run.cancel_requested",
         RunCompleted = "run.completed",
+        ScalerCreate = "scaler.create",
+        ScalerRetire = "scaler.retire",
+        ScalerTerminate = "scaler.terminate",
+        ScalerCleanup = "scaler.cleanup",
     }
 }
 

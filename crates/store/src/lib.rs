@@ -13,10 +13,12 @@ pub mod error;
 pub mod mem;
 pub mod ops;
 pub mod runs;
+pub mod scaler;
 pub mod sqlite;
 pub mod tx;
 
 pub use error::{Error, StoreError};
 pub use ops::*;
 pub use runs::{NewRun, RunView};
+pub use scaler::{PoolRunner, PoolSnapshot};
 pub use tx::{Backend, Event, LogChunk, Tx};

@@ -274,6 +274,24 @@ impl Tx for MemTx<'_> {
         Ok(self.state.runners.range(RunnerId(after.0 + 1)..).take(limit).map(|(_, runner)| runner.clone()).collect())
     }
 
+    fn runners_of_pool(&mut self, pool: &str) -> R<Vec<Runner>> {
+        Ok(self
+            .state
+            .runners
+            .values()
+            .filter(|runner| runner.pool == pool && runner.state != RunnerState::Gone)
+            .cloned()
+            .collect())
+    }
+
+    fn runner_activity(&mut self, runner_id: RunnerId) -> R<(u32, Option<Timestamp>)> {
+        let attempts = self.state.attempts.values().filter(|attempt| attempt.runner_id == Some(runner_id));
+        let (count, last) = attempts.fold((0u32, None), |(count, last): (u32, Option<Timestamp>), attempt| {
+            (count.saturating_add(1), last.max(attempt.ended_at))
+        });
+        Ok((count, last))
+    }
+
     fn runners_with_reported_slots(&mut self) -> R<Vec<Runner>> {
         Ok(self
             .state

@@ -800,22 +800,7 @@ impl Store {
     /// and becomes `retiring` (never offered anything again), or nothing changes and the answer
     /// names the job it holds. A gone runner answers `Retired`.
     pub fn retire_if_idle(&self, runner_id: RunnerId, now: Timestamp) -> Result<RetireOutcome> {
-        self.write(|tx, fx| {
-            let mut runner = get_runner(tx, runner_id)?;
-            if let Some(held) = tx.attempts_held(runner_id)?.first() {
-                return Ok(RetireOutcome::Busy { job_id: held.job_id, attempt: held.number });
-            }
-            if matches!(runner.state, RunnerState::Retiring | RunnerState::Gone) {
-                return Ok(RetireOutcome::Retired);
-            }
-            runner.state = runner.state.on(RunnerEvent::Retire)?;
-            tx.runner_update(&runner)?;
-            if runner.session_id.is_some() {
-                send(tx, fx, runner_id, &Message::Retire, now)?;
-            }
-            emit(tx, fx, now, EventKind::RunnerRetiring, None, None, Some(runner_id), serde_json::json!({}))?;
-            Ok(RetireOutcome::Retired)
-        })
+        self.write(|tx, fx| retire_in_tx(tx, fx, runner_id, now))
     }
 
     /// Stops new offers to a runner; it finishes what it runs.
@@ -1413,6 +1398,29 @@ pub(crate) fn cancel_in_tx(tx: &mut dyn Tx, fx: &mut Effects, job_id: JobId, now
     Ok(job)
 }
 
+/// Retire-if-idle inside a transaction (see [`Store::retire_if_idle`]).
+pub(crate) fn retire_in_tx(
+    tx: &mut dyn Tx,
+    fx: &mut Effects,
+    runner_id: RunnerId,
+    now: Timestamp,
+) -> Result<RetireOutcome> {
+    let mut runner = get_runner(tx, runner_id)?;
+    if let Some(held) = tx.attempts_held(runner_id)?.first() {
+        return Ok(RetireOutcome::Busy { job_id: held.job_id, attempt: held.number });
+    }
+    if matches!(runner.state, RunnerState::Retiring | RunnerState::Gone) {
+        return Ok(RetireOutcome::Retired);
+    }
+    runner.state = runner.state.on(RunnerEvent::Retire)?;
+    tx.runner_update(&runner)?;
+    if runner.session_id.is_some() {
+        send(tx, fx, runner_id, &Message::Retire, now)?;
+    }
+    emit(tx, fx, now, EventKind::RunnerRetiring, None, None, Some(runner_id), serde_json::json!({}))?;
+    Ok(RetireOutcome::Retired)
+}
+
 pub(crate) fn give_back_slot(tx: &mut dyn Tx, runner_id: RunnerId) -> Result<()> {
     let mut runner = get_runner(tx, runner_id)?;
     runner.reported_free_slots = (runner.reported_free_slots + 1).min(runner.capacity);
@@ -1461,7 +1469,7 @@ pub(crate) fn emit(
     Ok(seq)
 }
 
-fn get_runner(tx: &mut dyn Tx, id: RunnerId) -> Result<Runner> {
+pub(crate) fn get_runner(tx: &mut dyn Tx, id: RunnerId) -> Result<Runner> {
     tx.runner_get(id)?.ok_or_else(|| not_found("runner", id))
 }
 

@@ -516,6 +516,22 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn runners_of_pool(&mut self, pool: &str) -> R<Vec<Runner>> {
+        self.many(
+            &format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE pool = ?1 AND state <> 'gone' ORDER BY id"),
+            params![pool],
+            runner_row,
+        )
+    }
+
+    fn runner_activity(&mut self, runner_id: RunnerId) -> R<(u32, Option<Timestamp>)> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT COUNT(*), MAX(ended_at) FROM attempts WHERE runner_id = ?1")?;
+        let (count, last): (i64, Option<i64>) =
+            statement.query_row(params![runner_id.0], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok((u32::try_from(count).unwrap_or(u32::MAX), last.map(to_ts)))
+    }
+
     fn runners_with_reported_slots(&mut self) -> R<Vec<Runner>> {
         self.many(
             &format!(

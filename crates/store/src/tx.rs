@@ -63,6 +63,10 @@ pub trait Tx {
     fn runner_by_name(&mut self, name: &str) -> R<Option<Runner>>;
     /// Runners with id greater than `after`, by id, at most `limit`.
     fn runners_page(&mut self, after: RunnerId, limit: usize) -> R<Vec<Runner>>;
+    /// Runners of `pool` that are not gone, by id.
+    fn runners_of_pool(&mut self, pool: &str) -> R<Vec<Runner>>;
+    /// How many attempts were ever offered to the runner, and when the last one ended.
+    fn runner_activity(&mut self, runner_id: RunnerId) -> R<(u32, Option<Timestamp>)>;
     /// Active runners whose last report left free slots.
     fn runners_with_reported_slots(&mut self) -> R<Vec<Runner>>;
 

@@ -271,3 +271,18 @@ pub fn processes_with_env(marker: &str) -> Vec<i32> {
     }
     found
 }
+
+/// Processes whose command line has `argument` as one of its arguments.
+pub fn processes_with_args(argument: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && cmdline.split(|byte| *byte == 0).any(|arg| arg == argument.as_bytes())
+        {
+            found.push(pid);
+        }
+    }
+    found
+}

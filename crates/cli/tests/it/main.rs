@@ -9,3 +9,4 @@ mod runner_f1_ephemeral;
 mod runner_f3_cancel;
 mod runner_lifecycle;
 mod runner_partition;
+mod scaler_pools;

@@ -6,6 +6,7 @@ pub mod meta;
 pub mod operator;
 pub mod runner;
 pub mod runs;
+pub mod scaler;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,6 +56,9 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::submit_run, runs::list_runs))
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
+        .routes(routes!(scaler::snapshot))
+        .routes(routes!(scaler::retire))
+        .routes(routes!(scaler::record))
         .routes(routes!(events::stream))
         .routes(routes!(meta::health))
         .split_for_parts()

@@ -34,6 +34,7 @@ CREATE TABLE runners (
 );
 CREATE UNIQUE INDEX runners_live_name ON runners (name) WHERE state <> 'gone';
 CREATE INDEX runners_offers ON runners (state, reported_free_slots);
+CREATE INDEX runners_pool ON runners (pool, state);
 
 CREATE TABLE jit_configs (
     hash       TEXT PRIMARY KEY,
