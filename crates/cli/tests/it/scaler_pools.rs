@@ -228,3 +228,162 @@ async fn a_killed_runner_is_cleaned_up_and_a_silent_machine_is_terminated() {
     });
     assert!(gone, "the killed runner's clean-up is in the audit trail");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_exec_provider_runs_jobs_on_machines_it_creates() {
+    let server = TestServer::start(timeouts(Duration::from_secs(10))).await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let example = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/scaler/exec-provider.sh");
+    let wrapper = work.path().join("provider.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexport BATON_PROGRAM={}\nexport BATON_EXEC_STATE={}\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_baton"),
+            work.path().join("state").display(),
+            example.display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let _scaler = start_scaler(
+        server.admin.clone(),
+        &server.url,
+        &format!(
+            "[[pool]]\nname = \"exec\"\nlabels = [\"exec\"]\nmax_runners = 2\nidle_timeout = \"100ms\"\n\
+             provider = {{ kind = \"exec\", command = \"{}\" }}\n",
+            wrapper.display()
+        ),
+    );
+    let mut ids = Vec::new();
+    for index in 0..4 {
+        ids.push(
+            server
+                .admin
+                .enqueue_job(&labelled(&format!("exec-{index}"), "exec", "echo on $RUNNER_NAME"))
+                .await
+                .expect("enqueue")
+                .id,
+        );
+    }
+    let jobs = wait_jobs(&server, &ids, PATIENCE).await;
+    for job in &jobs {
+        assert_eq!(job.conclusion.as_deref(), Some("success"), "{job:?}");
+    }
+    // Ephemeral machines leave after their job; nothing of the pool is left running.
+    wait_snapshot(&server.admin, "exec", "the pool to empty", |snapshot| snapshot.runners.is_empty()).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let listed = std::process::Command::new(&wrapper).args(["list", "exec"]).output().expect("list");
+        if String::from_utf8_lossy(&listed.stdout).trim() == "[]" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "machines left: {}", String::from_utf8_lossy(&listed.stdout));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = all_events(&server.admin).await;
+    let created = events.iter().filter(|event| event.kind == "scaler.create").count();
+    assert!(created >= 2, "machines were created for the jobs ({created})");
+}
+
+/// A proxy in front of the server whose GET answers lag: each GET is answered from a cached
+/// copy up to two seconds old (the event stream and every write pass straight through).
+async fn start_lagging_proxy(upstream: String) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+
+    type Cached = (Instant, u16, Option<String>, axum::body::Bytes);
+    let http = reqwest::Client::new();
+    let cache: Arc<std::sync::Mutex<BTreeMap<String, Cached>>> = Arc::default();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let http = http.clone();
+        let cache = cache.clone();
+        let upstream = upstream.clone();
+        async move {
+            let path = request.uri().path_and_query().map(|path| path.as_str().to_string()).unwrap_or_default();
+            let url = format!("{upstream}{path}");
+            let method = request.method().clone();
+            let auth = request.headers().get("authorization").cloned();
+            let content_type = request.headers().get("content-type").cloned();
+            let body = axum::body::to_bytes(request.into_body(), 4 * 1024 * 1024).await.unwrap_or_default();
+            let lagged = method == axum::http::Method::GET && !path.starts_with("/api/v1/events");
+            if lagged {
+                let lag = Duration::from_millis(rand::random_range(0..=2000u64));
+                let hit = cache.lock().expect("cache").get(&url).filter(|(at, ..)| at.elapsed() <= lag).cloned();
+                if let Some((_, status, kind, bytes)) = hit {
+                    let mut response = Response::builder().status(status);
+                    if let Some(kind) = kind {
+                        response = response.header("content-type", kind);
+                    }
+                    return response.body(Body::from(bytes)).expect("response");
+                }
+            }
+            let mut forward = http.request(method, &url).body(body);
+            if let Some(auth) = auth {
+                forward = forward.header("authorization", auth);
+            }
+            if let Some(kind) = content_type {
+                forward = forward.header("content-type", kind);
+            }
+            let answer = match forward.send().await {
+                Ok(answer) => answer,
+                Err(_) => return Response::builder().status(502).body(Body::empty()).expect("response"),
+            };
+            let status = answer.status().as_u16();
+            let kind = answer.headers().get("content-type").and_then(|kind| kind.to_str().ok()).map(str::to_string);
+            let mut response = Response::builder().status(status);
+            if let Some(kind) = &kind {
+                response = response.header("content-type", kind.as_str());
+            }
+            if !lagged {
+                return response.body(Body::from_stream(answer.bytes_stream())).expect("response");
+            }
+            let bytes = answer.bytes().await.unwrap_or_default();
+            cache.lock().expect("cache").insert(url, (Instant::now(), status, kind, bytes.clone()));
+            response.body(Body::from(bytes)).expect("response")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+    let address = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{address}"), task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn f2_stale_reads_never_make_the_scaler_kill_a_job() {
+    let server = TestServer::start(timeouts(Duration::from_secs(10))).await;
+    let (proxy, _proxy_task) = start_lagging_proxy(server.url.clone()).await;
+    let lagging = Client::new(&proxy, Some(crate::common::ADMIN_TOKEN.into())).expect("client");
+    // The scaler reads through the lagging proxy; its runners talk to the server directly.
+    let scaler = start_scaler(
+        lagging,
+        &server.url,
+        "[[pool]]\nname = \"f2\"\nlabels = [\"f2\"]\nmax_runners = 3\nidle_timeout = \"10ms\"\nephemeral = false\n\
+         register_timeout = \"60s\"\nprovider = { kind = \"process\" }\n",
+    );
+    let mut ids = Vec::new();
+    // Jobs long and sparse enough that runners keep turning idle and busy: a stale snapshot
+    // then shows a runner idle that is running a job by the time the scaler acts.
+    for index in 0..100 {
+        ids.push(
+            server.admin.enqueue_job(&labelled(&format!("f2-{index}"), "f2", "sleep 0.2")).await.expect("enqueue").id,
+        );
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..=400u64))).await;
+    }
+    let jobs = wait_jobs(&server, &ids, PATIENCE * 4).await;
+    let disturbed: Vec<&api::Job> =
+        jobs.iter().filter(|job| job.conclusion.as_deref() != Some("success") || job.attempts.len() != 1).collect();
+    assert!(disturbed.is_empty(), "{} jobs were disturbed, first: {:?}", disturbed.len(), disturbed.first());
+    let events = all_events(&server.admin).await;
+    assert_terminations_follow_retired(&events);
+    let refusals = scaler.scaler.metrics.refusals("f2");
+    let retired = events
+        .iter()
+        .filter(|event| event.kind == "scaler.retire" && event.data["result"]["answer"] == "retired")
+        .count();
+    eprintln!("f2: 100 jobs through answers up to 2 s stale: {retired} retired, {refusals} retire refusals");
+    assert!(refusals > 0, "the stale reads never led the scaler to a busy runner ({retired} retired)");
+}
