@@ -41,7 +41,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--quick" => quick = true,
             "--sqlite-synchronous" => synchronous = args.next().context("--sqlite-synchronous needs normal or full")?,
             "--only" => {
-                only = Some(args.next().context("--only needs dispatch, runner, throughput, workflows or sessions")?)
+                only = Some(
+                    args.next().context("--only needs dispatch, runner, throughput, workflows, scaler or sessions")?,
+                )
             }
             other => bail!(
                 "unknown argument {other:?}; usage: baton-bench --baton PATH [--quick] [--sqlite-synchronous normal|full]"
@@ -52,8 +54,8 @@ fn parse_args() -> anyhow::Result<Args> {
     anyhow::ensure!(matches!(synchronous.as_str(), "normal" | "full"), "--sqlite-synchronous is normal or full");
     if let Some(name) = &only {
         anyhow::ensure!(
-            matches!(name.as_str(), "dispatch" | "runner" | "throughput" | "workflows" | "sessions"),
-            "--only takes dispatch, runner, throughput, workflows or sessions"
+            matches!(name.as_str(), "dispatch" | "runner" | "throughput" | "workflows" | "scaler" | "sessions"),
+            "--only takes dispatch, runner, throughput, workflows, scaler or sessions"
         );
     }
     Ok(Args { baton, quick, synchronous, only })
@@ -457,6 +459,70 @@ async fn idle_sessions(args: &Args, n: usize) -> anyhow::Result<Value> {
     Ok(json!({ "n": n, "server_rss_mib": rss }))
 }
 
+fn event_time(event: &api::Event) -> anyhow::Result<jiff::Timestamp> {
+    event.at.parse().with_context(|| format!("event time {:?}", event.at))
+}
+
+/// With a cold pool (ephemeral process runners, none idle): job queued -> `scaler.create`
+/// recorded (the machine is being started), and job queued -> job started on the new runner.
+/// Both from the server's event times, one job at a time.
+async fn scaler_latency(args: &Args, samples: usize) -> anyhow::Result<(Value, Value)> {
+    let server = start_server(args).await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("scaler.toml");
+    std::fs::write(
+        &config,
+        "reconcile_interval = \"60s\"\n[[pool]]\nname = \"bench\"\nlabels = [\"bench\"]\nmax_runners = 4\n\
+         idle_timeout = \"60s\"\nephemeral = true\nregister_timeout = \"60s\"\nprovider = { kind = \"process\" }\n",
+    )?;
+    let child = Command::new(&args.baton)
+        .args(["scaler", "--server", &server.url, "--token", ADMIN_TOKEN])
+        .arg("--config")
+        .arg(&config)
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .env("BATON_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start baton scaler")?;
+    let _scaler = Spawned { child, _dir: dir };
+    let mut events = server.admin.events(0).await?;
+    let (mut to_create, mut to_started) = (new_histogram(), new_histogram());
+    // The first job also waits for the scaler to come up; it is not counted.
+    for sample in 0..=samples {
+        let mut spec = job_spec(&format!("cold-{sample}"), "true");
+        spec.labels = vec!["bench".into()];
+        let job = server.admin.enqueue_job(&spec).await?;
+        let (mut queued, mut created, mut started) = (None, None, None);
+        while started.is_none() || created.is_none() || queued.is_none() {
+            let event = tokio::time::timeout(Duration::from_secs(30), events.next())
+                .await
+                .context("no event within 30 s")?
+                .context("the event stream ended")??;
+            match event.kind.as_str() {
+                "job.queued" if event.job_id == Some(job.id) => queued = Some(event_time(&event)?),
+                "job.started" if event.job_id == Some(job.id) => started = Some(event_time(&event)?),
+                "scaler.create" if queued.is_some() && created.is_none() => created = Some(event_time(&event)?),
+                _ => {}
+            }
+        }
+        wait_completed(&mut events, job.id).await?;
+        if sample == 0 {
+            continue;
+        }
+        let micros = |from: jiff::Timestamp, to: jiff::Timestamp| {
+            u64::try_from(to.duration_since(from).as_micros()).unwrap_or(0).max(1)
+        };
+        let (queued, created, started) =
+            (queued.unwrap_or_default(), created.unwrap_or_default(), started.unwrap_or_default());
+        to_create.record(micros(queued, created))?;
+        to_started.record(micros(queued, started))?;
+    }
+    Ok((summary(&to_create), summary(&to_started)))
+}
+
 /// Wall time of `baton run FILE` on its embedded fleet, from start to exit, `runs` times.
 fn baton_run_wall(args: &Args, file: &std::path::Path, runs: usize) -> anyhow::Result<Value> {
     let mut histogram = new_histogram();
@@ -532,6 +598,12 @@ async fn main() -> anyhow::Result<()> {
         progress("baton run: hello and a 20-job matrix");
         (run_hello, run_matrix) = workflow_runs(&args, if args.quick { 5 } else { 20 })?;
     }
+    let (mut queued_to_create, mut cold_queued_to_started) = (Value::Null, Value::Null);
+    if wanted("scaler") {
+        let samples = if args.quick { 10 } else { 50 };
+        progress(&format!("autoscaler with a cold process pool ({samples} jobs)"));
+        (queued_to_create, cold_queued_to_started) = scaler_latency(&args, samples).await?;
+    }
     let mut idle = Value::Null;
     if wanted("sessions") {
         progress(&format!("{sessions} idle sessions"));
@@ -549,7 +621,8 @@ async fn main() -> anyhow::Result<()> {
         "idle_sessions": idle,
         "runner_idle_rss_mib": runner_rss,
         "completion_to_webhook_ms": Value::Null,
-        "scale_up_reaction_ms": Value::Null,
+        "scaler_queued_to_create_ms": queued_to_create,
+        "scaler_cold_queued_to_started_ms": cold_queued_to_started,
         "run_hello_wall_ms": run_hello,
         "run_matrix20_echo_wall_ms": run_matrix,
         "wall_s": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,

@@ -86,6 +86,19 @@ pub enum ProviderConfig {
         #[serde(default)]
         timeout: Option<String>,
     },
+    /// Containers on a Docker Engine, from an image that contains the `baton` binary.
+    Docker {
+        /// The image each runner's container is made from; it must be on the engine already.
+        image: String,
+        /// The container's network mode, e.g. `host` so a runner reaches a server on the
+        /// host's loopback [default: the engine's default bridge].
+        #[serde(default)]
+        network: Option<String>,
+        /// The engine: `unix:///PATH`, `tcp://HOST:PORT` or `http://HOST:PORT` [default:
+        /// `DOCKER_HOST`, else the local socket].
+        #[serde(default)]
+        docker_host: Option<String>,
+    },
 }
 
 /// The scaler's settings.
@@ -182,6 +195,22 @@ impl Config {
             if let ProviderConfig::Exec { timeout, .. } = &pool.provider {
                 duration(&field("provider.timeout"), timeout.as_deref(), Duration::from_secs(60))?;
             }
+            if let ProviderConfig::Docker { image, network, docker_host } = &pool.provider {
+                if image.trim().is_empty() {
+                    return Err(ConfigError::Invalid(format!("{} may not be empty", field("provider.image"))));
+                }
+                if network.as_deref().is_some_and(|network| network.trim().is_empty()) {
+                    return Err(ConfigError::Invalid(format!("{} may not be empty", field("provider.network"))));
+                }
+                let known_scheme =
+                    |host: &str| ["unix://", "tcp://", "http://"].iter().any(|scheme| host.starts_with(scheme));
+                if docker_host.as_deref().is_some_and(|host| !known_scheme(host)) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{} must be unix:///PATH, tcp://HOST:PORT or http://HOST:PORT",
+                        field("provider.docker_host")
+                    )));
+                }
+            }
             let labels: Vec<String> = pool.labels.iter().map(|label| label.trim().to_lowercase()).collect();
             if labels.iter().any(|label| label.is_empty() || label.len() > 64) || labels.len() > 32 {
                 return Err(ConfigError::Invalid(format!(
@@ -257,6 +286,19 @@ mod tests {
     }
 
     #[test]
+    fn a_docker_pool() {
+        let config = Config::parse(
+            "[[pool]]\nname = \"c\"\nmax_runners = 2\n\
+             provider = { kind = \"docker\", image = \"example/baton:1\", network = \"host\" }\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            config.pools[0].provider,
+            ProviderConfig::Docker { image: "example/baton:1".into(), network: Some("host".into()), docker_host: None }
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             (
@@ -274,6 +316,15 @@ mod tests {
                 "min_idle may not exceed",
             ),
             ("", "no pools"),
+            (
+                "[[pool]]\nname = \"a\"\nmax_runners = 1\nprovider = { kind = \"docker\", image = \" \" }\n",
+                "pool a: provider.image may not be empty",
+            ),
+            ("[[pool]]\nname = \"a\"\nmax_runners = 1\nprovider = { kind = \"docker\" }\n", "missing field `image`"),
+            (
+                "[[pool]]\nname = \"a\"\nmax_runners = 1\nprovider = { kind = \"docker\", image = \"i\", docker_host = \"ssh://h\" }\n",
+                "provider.docker_host must be",
+            ),
             ("[[pool]]\nname = \"a\"\nmax_runners = 1\nprovder = 1\n", "unknown field"),
         ];
         for (text, expected) in cases {

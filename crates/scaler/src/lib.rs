@@ -13,6 +13,7 @@
 //! terminate anything.
 
 pub mod config;
+pub mod docker;
 pub mod exec;
 pub mod metrics;
 pub mod plan;

@@ -71,6 +71,9 @@ impl Scaler {
                             .unwrap_or(Duration::from_secs(60));
                         Arc::new(ExecProvider::new(command.clone(), timeout))
                     }
+                    ProviderConfig::Docker { image, network, docker_host } => Arc::new(
+                        crate::docker::DockerProvider::new(image.clone(), network.clone(), docker_host.clone()),
+                    ),
                 };
                 Pool { config: pool.clone(), provider, creating: Arc::default(), retiring: Arc::default() }
             })
