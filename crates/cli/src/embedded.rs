@@ -1,28 +1,25 @@
 //! The fleet `baton run` starts when no server is given: a server on a loopback port over
-//! SQLite (in `--data-dir` or a temporary directory) and one local runner with a slot per core,
-//! both stopped when the run is over.
+//! SQLite (in `--data-dir` or a temporary directory) and the autoscaler with one `process`
+//! pool, which keeps one local runner with a slot per core; all stopped when the run is over.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use baton_api as api;
 use baton_client::Client;
-use baton_runner::listener::{self, Registration, RunnerConfig, Signal};
-use baton_runner::protocol::Escalation;
-use baton_server::{Config, Database, Server};
+use baton_scaler::{Config, Defaults, PoolConfig, ProviderConfig, Scaler};
+use baton_server::{Config as ServerConfig, Database, Server};
 use baton_store::sqlite::Durability;
-use tokio::sync::mpsc;
-
-/// How long a stopping runner may take to say goodbye.
-const RUNNER_STOP_GRACE: Duration = Duration::from_secs(15);
+use tokio::sync::watch;
 
 /// A running embedded fleet.
 #[derive(Debug)]
 pub struct Embedded {
     server: Server,
-    runner: tokio::task::JoinHandle<anyhow::Result<()>>,
-    signals: mpsc::UnboundedSender<Signal>,
+    scaler: Arc<Scaler>,
+    scaler_task: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
     pub client: Client,
     /// Removed when the fleet is dropped, unless the user chose the directory.
     _temp: Option<tempfile::TempDir>,
@@ -32,7 +29,7 @@ pub struct Embedded {
 pub struct EmbeddedOptions {
     pub data_dir: Option<PathBuf>,
     pub capacity: u32,
-    /// Extra runner labels (with `--strict-labels`, jobs must match them).
+    /// The local runner's labels; empty: it takes the jobs submitted with `any_runner`.
     pub labels: Vec<String>,
 }
 
@@ -51,52 +48,43 @@ impl Embedded {
             }
         };
         let admin_token = baton_server::auth::generate(baton_server::auth::ADMIN_PREFIX);
-        let mut config = Config::new(
+        let mut config = ServerConfig::new(
             "127.0.0.1:0".parse().expect("a loopback address parses"),
             Database::Sqlite { path: dir.join("baton.db"), durability: Durability::Normal },
         );
         config.admin_token = Some(admin_token.clone());
         let server = Server::start(config).await.context("start the embedded server")?;
         let client = Client::new(&server.url(), Some(admin_token))?;
-        let token = client
-            .create_registration_token(&api::CreateRegistrationTokenRequest {
-                labels: Vec::new(),
-                pool: None,
-                ttl_secs: Some(600),
-                max_uses: Some(1),
-            })
-            .await
-            .context("create the local runner's registration token")?;
-        let program = std::env::current_exe().context("find this program to start workers")?;
-        let runner_dir = dir.join("runner");
-        let config = RunnerConfig {
-            server: server.url(),
-            registration: Registration::Token(token.token),
+        let pool = PoolConfig {
             name: "local".into(),
             labels: options.labels,
-            capacity: options.capacity,
+            min_idle: 1,
+            max_runners: 1,
+            idle_timeout: Duration::from_secs(24 * 3600),
             ephemeral: false,
-            work_dir: runner_dir.join("work"),
-            state_dir: runner_dir,
-            escalation: Escalation::default(),
-            poll_wait: Duration::from_secs(30),
-            worker_command: vec![program.display().to_string(), baton_runner::WORKER_SUBCOMMAND.to_string()],
+            register_timeout: Duration::from_secs(60),
+            scale_up_batch: 1,
+            capacity: options.capacity,
+            provider: ProviderConfig::Process { work_dir: None, program: None },
         };
-        let (signals, receiver) = mpsc::unbounded_channel();
-        let runner = tokio::spawn(listener::run(config, receiver));
-        Ok(Embedded { server, runner, signals, client, _temp: temp })
+        let scaler_config = Config { reconcile_interval: Duration::from_secs(1), pools: vec![pool] };
+        let defaults = Defaults {
+            program: std::env::current_exe().context("find this program to start runners")?,
+            work_dir: dir.join("runners"),
+        };
+        let scaler = Arc::new(Scaler::new(client.clone(), server.url(), &scaler_config, &defaults));
+        let (stop, stopped) = watch::channel(false);
+        let scaler_task = tokio::spawn(scaler.clone().run(stopped));
+        Ok(Embedded { server, scaler, scaler_task, stop, client, _temp: temp })
     }
 
-    /// Stops the runner (cancelling anything still running) and the server.
+    /// Stops the scaler, retires and stops the local runner, then the server.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.signals.send(Signal::Stop);
-        match tokio::time::timeout(RUNNER_STOP_GRACE, self.runner).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => {
-                tracing::warn!(error = %format!("{error:#}"), "the local runner stopped with an error")
-            }
-            Ok(Err(error)) => tracing::warn!(%error, "the local runner task failed"),
-            Err(_) => tracing::warn!("the local runner did not stop in time"),
+        let _ = self.stop.send(true);
+        let _ = self.scaler_task.await;
+        let busy = self.scaler.retire_all().await;
+        if busy > 0 {
+            tracing::warn!(busy, "local runners were still busy at shutdown");
         }
         self.server.shutdown().await
     }

@@ -49,6 +49,9 @@ pub struct ServerArgs {
     /// How often the expiry sweepers run [default: 1s].
     #[arg(long, env = "BATON_SWEEP_INTERVAL", value_parser = parse_duration)]
     sweep_interval: Option<Duration>,
+    /// Run the autoscaler in this process for the pools of this TOML file (needs BATON_ADMIN_TOKEN).
+    #[arg(long, env = "BATON_SCALER_CONFIG")]
+    scaler_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Deserialize)]
@@ -173,14 +176,46 @@ fn raise_file_limit() {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     raise_file_limit();
     let config = build_config(&args)?;
+    let scaler_config = match &args.scaler_config {
+        Some(path) => Some(baton_scaler::Config::load(path).context("read the scaler's pools")?),
+        None => None,
+    };
+    let configured_token = config.admin_token.clone();
+    let data_dir = match &config.database {
+        Database::Sqlite { path, .. } => path.parent().map(Path::to_path_buf),
+        Database::Memory => None,
+    };
     let server = Server::start(config).await.context("start the server")?;
     if let Some(token) = server.generated_admin_token() {
         // Shown once: only its hash is stored.
         println!("Admin token (shown once, keep it safe; set BATON_ADMIN_TOKEN to choose your own):\n  {token}");
     }
     println!("baton server listening on {}", server.url());
+    let scaler = match scaler_config {
+        Some(scaler_config) => {
+            let token = configured_token
+                .or_else(|| server.generated_admin_token().map(str::to_string))
+                .context("--scaler-config needs the admin token: set BATON_ADMIN_TOKEN")?;
+            let client = baton_client::Client::new(&server.url(), Some(token))?;
+            let work_dir = match data_dir {
+                Some(dir) => dir.join("scaler"),
+                None => std::env::temp_dir().join(format!("baton-scaler-{}", std::process::id())),
+            };
+            let defaults = baton_scaler::Defaults { program: std::env::current_exe().context("find this program")?, work_dir };
+            let scaler = std::sync::Arc::new(baton_scaler::Scaler::new(client, server.url(), &scaler_config, &defaults));
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(scaler.run(stopped));
+            println!("autoscaler running for {} pool(s)", scaler_config.pools.len());
+            Some((stop, task))
+        }
+        None => None,
+    };
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some((stop, task)) = scaler {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
     server.shutdown().await
 }
 

@@ -156,7 +156,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
                 None => std::thread::available_parallelism().map_or(1, |cores| u32::try_from(cores.get()).unwrap_or(1)),
             };
             prepared.request.any_runner = !args.strict_labels;
-            let options = EmbeddedOptions { data_dir: args.data_dir.clone(), capacity, labels: args.labels.clone() };
+            let mut labels = baton_runner::worker::env::default_labels();
+            labels.extend(args.labels.iter().cloned());
+            let options = EmbeddedOptions { data_dir: args.data_dir.clone(), capacity, labels };
             Some(Embedded::start(options).await?)
         }
     };

@@ -313,6 +313,31 @@ impl Scaler {
         }
     }
 
+    /// Retires every runner of every pool and, for each the server answered `retired`,
+    /// terminates its machine and removes it: how an embedded fleet stops once its work is done.
+    /// Busy runners are left alone. Answers how many runners were left because they were busy.
+    pub async fn retire_all(&self) -> usize {
+        let mut busy = 0;
+        for pool in &self.pools {
+            let Ok(snapshot) = self.client.pool_snapshot(&pool.config.name).await else { continue };
+            let instances = pool.provider.list(&pool.config.name).await.unwrap_or_default();
+            for runner in &snapshot.runners {
+                let readings = serde_json::json!({ "pool": pool.config.name, "reason": "shutdown" });
+                match self.client.scaler_retire(runner.id, &api::ScalerRetireRequest { readings }).await {
+                    Ok(api::RetireResponse::Retired) => {
+                        if let Some(instance) = instances.iter().find(|instance| instance.name == runner.name) {
+                            let _ = pool.provider.terminate(&instance.id).await;
+                        }
+                        let _ = self.client.remove_runner(runner.id).await;
+                    }
+                    Ok(api::RetireResponse::Busy { .. }) => busy += 1,
+                    Err(error) => tracing::warn!(%error, runner_id = runner.id, "retiring at shutdown failed"),
+                }
+            }
+        }
+        busy
+    }
+
     /// Wakes the reconciler now.
     pub fn wake(&self) {
         self.wake.notify_one();

@@ -59,7 +59,7 @@ fn hello_runs_on_the_embedded_fleet_and_shows_its_steps() {
     assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{}", text(&output.stderr));
     assert!(stdout.contains("greet | == Say hello"), "{stdout}");
     assert!(stdout.contains("greet | Hello from Baton, run 1 on Linux"), "{stdout}");
-    assert!(stdout.contains("runner: local (Linux/"), "{stdout}");
+    assert!(stdout.contains("runner: local-"), "{stdout}");
     assert!(stdout.contains("Run 1 success"), "{stdout}");
 }
 
