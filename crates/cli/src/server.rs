@@ -201,8 +201,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 Some(dir) => dir.join("scaler"),
                 None => std::env::temp_dir().join(format!("baton-scaler-{}", std::process::id())),
             };
-            let defaults = baton_scaler::Defaults { program: std::env::current_exe().context("find this program")?, work_dir };
-            let scaler = std::sync::Arc::new(baton_scaler::Scaler::new(client, server.url(), &scaler_config, &defaults));
+            let defaults =
+                baton_scaler::Defaults { program: std::env::current_exe().context("find this program")?, work_dir };
+            let scaler =
+                std::sync::Arc::new(baton_scaler::Scaler::new(client, server.url(), &scaler_config, &defaults));
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(scaler.run(stopped));
             println!("autoscaler running for {} pool(s)", scaler_config.pools.len());

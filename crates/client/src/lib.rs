@@ -355,6 +355,14 @@ impl Client {
         self.post(&format!("/api/v1/scaler/runners/{runner_id}/retire"), request).await
     }
 
+    pub async fn scaler_retire_name(
+        &self,
+        name: &str,
+        request: &api::ScalerRetireRequest,
+    ) -> Result<api::RetireResponse> {
+        self.post(&format!("/api/v1/scaler/names/{name}/retire"), request).await
+    }
+
     pub async fn scaler_event(&self, request: &api::ScalerEventRequest) -> Result<serde_json::Value> {
         self.post("/api/v1/scaler/events", request).await
     }

@@ -1,9 +1,10 @@
 //! What a pool should do now, as a pure function of one snapshot of the server, the provider's
 //! machines and the scaler's own creations in flight.
 //!
-//! **Invariant:** no decision terminates a machine whose runner record exists. Such a machine is
-//! only ever retired (`Retire`), and the executor terminates it only when the server's atomic
-//! retire-if-idle answered `retired`. A `busy` answer ends the attempt; nothing overrides it.
+//! **Invariant:** no decision terminates a machine by itself. A machine with a runner is retired
+//! (`Retire`, by runner id); a machine without one in the snapshot (`TerminateOrphan`) is retired
+//! by name, because the snapshot may be stale. The executor terminates only when the server's
+//! atomic retire-if-idle answered `retired`; a `busy` answer ends the attempt, nothing overrides it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -42,7 +43,7 @@ pub enum Decision {
     Create { count: u32, readings: serde_json::Value },
     /// Retire-if-idle the runner; on `retired`, terminate its machine (if any) and remove it.
     Retire { runner_id: i64, name: String, instance: Option<String>, reason: RetireReason, readings: serde_json::Value },
-    /// Terminate a machine that has no runner record: nothing can run on it.
+    /// A machine that has no runner record in the snapshot: retire by name, then terminate.
     TerminateOrphan { instance: String, name: String, readings: serde_json::Value },
 }
 

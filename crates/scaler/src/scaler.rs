@@ -28,8 +28,11 @@ fn is_relevant(kind: &str) -> bool {
 struct Pool {
     config: PoolConfig,
     provider: Arc<dyn Provider>,
-    /// Names being created (JIT config made, machine being started).
+    /// Names being created: from before the JIT config is made until a snapshot shows the
+    /// runner (or the creation failed), so a machine is never taken for an orphan meanwhile.
     creating: Arc<Mutex<BTreeSet<String>>>,
+    /// Machines a clean-up is under way for.
+    terminating: Arc<Mutex<BTreeSet<String>>>,
     /// Runners a retire is under way for.
     retiring: Arc<Mutex<BTreeSet<i64>>>,
 }
@@ -75,7 +78,13 @@ impl Scaler {
                         crate::docker::DockerProvider::new(image.clone(), network.clone(), docker_host.clone()),
                     ),
                 };
-                Pool { config: pool.clone(), provider, creating: Arc::default(), retiring: Arc::default() }
+                Pool {
+                    config: pool.clone(),
+                    provider,
+                    creating: Arc::default(),
+                    retiring: Arc::default(),
+                    terminating: Arc::default(),
+                }
             })
             .collect();
         Scaler {
@@ -174,7 +183,21 @@ impl Scaler {
         let snapshot = self.client.pool_snapshot(&pool.config.name).await?;
         let instances = pool.provider.list(&pool.config.name).await?;
         self.metrics.observe_runners(&pool.config.name, &snapshot);
-        let creating = pool.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        // Read after the list: a listed machine's creation began before, so it is here unless a
+        // snapshot already showed its runner.
+        let creating = {
+            let mut creating = pool.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let shown: Vec<String> = creating
+                .iter()
+                .filter(|name| snapshot.runners.iter().any(|runner| &&runner.name == name))
+                .cloned()
+                .collect();
+            let view = creating.clone();
+            for name in shown {
+                creating.remove(&name);
+            }
+            view
+        };
         let retiring = pool.retiring.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         let decisions = plan(&PoolView {
             pool: &pool.config,
@@ -194,7 +217,7 @@ impl Scaler {
                     self.retire(pool, runner_id, name, instance, reason, readings);
                 }
                 Decision::TerminateOrphan { instance, name, readings } => {
-                    self.terminate_orphan(pool, instance, name, readings).await;
+                    self.terminate_orphan(pool, instance, name, readings);
                 }
             }
         }
@@ -229,9 +252,9 @@ impl Scaler {
                 Err(error) => {
                     tracing::warn!(pool = %config.name, %name, error = %format!("{error:#}"), "creating a runner failed");
                     metrics.action(&config.name, "create_failed");
+                    creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&name);
                 }
             }
-            creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&name);
         });
     }
 
@@ -293,24 +316,44 @@ impl Scaler {
         });
     }
 
-    async fn terminate_orphan(&self, pool: &Pool, instance: String, name: String, readings: serde_json::Value) {
-        match pool.provider.terminate(&instance).await {
-            Ok(()) => {
-                let mut data = readings;
-                if let Some(object) = data.as_object_mut() {
-                    object.insert("instance".into(), instance.clone().into());
-                    object.insert("name".into(), name.into());
-                }
-                let _ = self
-                    .client
-                    .scaler_event(&api::ScalerEventRequest { action: "cleanup".into(), runner_id: None, data })
-                    .await;
-                self.metrics.action(&pool.config.name, "cleanup");
-            }
-            Err(error) => {
-                tracing::warn!(%error, %instance, "terminating an orphaned machine failed; the next reconcile retries")
-            }
+    /// Terminates a machine that had no runner record in the snapshot, in the background, but
+    /// only after the server's retire-by-name answered `retired` (the snapshot may be stale).
+    fn terminate_orphan(&self, pool: &Pool, instance: String, name: String, readings: serde_json::Value) {
+        if !pool.terminating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(instance.clone()) {
+            return;
         }
+        let client = self.client.clone();
+        let provider = pool.provider.clone();
+        let terminating = pool.terminating.clone();
+        let metrics = self.metrics.clone();
+        let pool_name = pool.config.name.clone();
+        tokio::spawn(async move {
+            let request = api::ScalerRetireRequest { readings: readings.clone() };
+            match client.scaler_retire_name(&name, &request).await {
+                Ok(api::RetireResponse::Retired) => match provider.terminate(&instance).await {
+                    Ok(()) => {
+                        let mut data = readings;
+                        if let Some(object) = data.as_object_mut() {
+                            object.insert("instance".into(), instance.clone().into());
+                            object.insert("name".into(), name.into());
+                        }
+                        let _ = client
+                            .scaler_event(&api::ScalerEventRequest { action: "cleanup".into(), runner_id: None, data })
+                            .await;
+                        metrics.action(&pool_name, "cleanup");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, %instance, "terminating an orphaned machine failed; the next reconcile retries")
+                    }
+                },
+                Ok(api::RetireResponse::Busy { job_id, .. }) => {
+                    tracing::info!(pool = %pool_name, %name, job_id, "clean-up refused: the machine's runner is busy");
+                    metrics.retire_refusals.get_or_create(&crate::metrics::PoolLabel { pool: pool_name.clone() }).inc();
+                }
+                Err(error) => tracing::warn!(%error, %name, "retire by name failed; the next reconcile retries"),
+            }
+            terminating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&instance);
+        });
     }
 
     /// Retires every runner of every pool and, for each the server answered `retired`,

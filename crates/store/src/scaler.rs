@@ -90,6 +90,44 @@ impl Store {
         })
     }
 
+    /// Retire-if-idle by runner name, for a machine the scaler wants to terminate without
+    /// knowing its runner: the live runner of that name is retired exactly as
+    /// [`Store::scaler_retire`] does; when no live runner has the name, nothing can run on the
+    /// machine and the answer is `Retired`. Either way a `scaler.retire` event records it.
+    pub fn scaler_retire_name(
+        &self,
+        name: &str,
+        readings: &serde_json::Value,
+        now: Timestamp,
+    ) -> Result<RetireOutcome> {
+        self.write(|tx, fx| {
+            let runner = tx.runner_by_name(name)?;
+            let outcome = match &runner {
+                Some(runner) => retire_in_tx(tx, fx, runner.id, now)?,
+                None => RetireOutcome::Retired,
+            };
+            let answer = match outcome {
+                RetireOutcome::Retired => {
+                    serde_json::json!({ "answer": "retired", "name": name, "runner": runner.is_some() })
+                }
+                RetireOutcome::Busy { job_id, attempt } => {
+                    serde_json::json!({ "answer": "busy", "name": name, "job_id": job_id.0, "attempt": attempt.0 })
+                }
+            };
+            emit(
+                tx,
+                fx,
+                now,
+                EventKind::ScalerRetire,
+                None,
+                None,
+                runner.map(|runner| runner.id),
+                serde_json::json!({ "result": answer, "readings": readings }),
+            )?;
+            Ok(outcome)
+        })
+    }
+
     /// Records a scaler decision (create, terminate, clean-up) with its readings.
     pub fn record_scaler_event(
         &self,

@@ -58,6 +58,7 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::cancel_run))
         .routes(routes!(scaler::snapshot))
         .routes(routes!(scaler::retire))
+        .routes(routes!(scaler::retire_name))
         .routes(routes!(scaler::record))
         .routes(routes!(events::stream))
         .routes(routes!(meta::health))

@@ -99,6 +99,30 @@ pub async fn retire(
     }))
 }
 
+/// Retire-if-idle by runner name, for a machine whose runner the scaler does not know: the live
+/// runner of that name is retired as by id; with none, the answer is `retired` (nothing can run
+/// there). Recorded as a `scaler.retire` event in the same transaction.
+#[utoipa::path(post, path = "/api/v1/scaler/names/{name}/retire", tag = "scaler", security(("bearer" = [])),
+    params(("name" = String, Path)), request_body = api::ScalerRetireRequest,
+    responses((status = 200, body = api::RetireResponse), (status = 422, body = api::ErrorBody)))]
+pub async fn retire_name(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<api::ScalerRetireRequest>,
+) -> Result<Json<api::RetireResponse>, ApiError> {
+    check_readings(&request.readings)?;
+    if baton_core::limits::check_name(&name).is_err() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "name: not a valid runner name"));
+    }
+    let now = state.now();
+    let outcome = state.run(move |store| store.scaler_retire_name(&name, &request.readings, now)).await?;
+    Ok(Json(match outcome {
+        RetireOutcome::Retired => api::RetireResponse::Retired,
+        RetireOutcome::Busy { job_id, attempt } => api::RetireResponse::Busy { job_id: job_id.0, attempt: attempt.0 },
+    }))
+}
+
 /// Records a scaler decision (`create`, `terminate`, `cleanup`) in the events stream.
 #[utoipa::path(post, path = "/api/v1/scaler/events", tag = "scaler", security(("bearer" = [])),
     request_body = api::ScalerEventRequest,
