@@ -23,6 +23,32 @@ fn is_relevant(kind: &str) -> bool {
         || matches!(kind, "job.queued" | "job.requeued" | "job.completed" | "job.attempt_lost" | "job.offer_expired")
 }
 
+/// Consecutive failed creations of a pool and when creating may be tried again.
+#[derive(Debug, Default)]
+struct CreateBackoff {
+    failures: u32,
+    until: Option<std::time::Instant>,
+}
+
+impl CreateBackoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(60);
+
+    fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = Self::FIRST.saturating_mul(1 << self.failures.min(12)).min(Self::MAX);
+        self.until = Some(std::time::Instant::now() + delay);
+    }
+
+    fn succeeded(&mut self) {
+        *self = CreateBackoff::default();
+    }
+
+    fn waiting(&self) -> bool {
+        self.until.is_some_and(|until| std::time::Instant::now() < until)
+    }
+}
+
 /// A pool with its provider and what is in flight for it.
 #[derive(Debug)]
 struct Pool {
@@ -33,6 +59,8 @@ struct Pool {
     creating: Arc<Mutex<BTreeSet<String>>>,
     /// Machines a clean-up is under way for.
     terminating: Arc<Mutex<BTreeSet<String>>>,
+    /// After failed creations, no new ones before this instant (exponential backoff).
+    create_backoff: Arc<Mutex<CreateBackoff>>,
     /// Runners a retire is under way for.
     retiring: Arc<Mutex<BTreeSet<i64>>>,
 }
@@ -84,6 +112,7 @@ impl Scaler {
                     creating: Arc::default(),
                     retiring: Arc::default(),
                     terminating: Arc::default(),
+                    create_backoff: Arc::default(),
                 }
             })
             .collect();
@@ -209,6 +238,10 @@ impl Scaler {
         for decision in decisions {
             match decision {
                 Decision::Create { count, readings } => {
+                    if pool.create_backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).waiting() {
+                        tracing::debug!(pool = %pool.config.name, "creations are backing off after failures");
+                        continue;
+                    }
                     for _ in 0..count {
                         self.create(pool, &snapshot, readings.clone());
                     }
@@ -232,6 +265,7 @@ impl Scaler {
         let provider = pool.provider.clone();
         let config = pool.config.clone();
         let creating = pool.creating.clone();
+        let backoff = pool.create_backoff.clone();
         let metrics = self.metrics.clone();
         let server = self.server_url.clone();
         let oldest_queued = snapshot
@@ -243,6 +277,7 @@ impl Scaler {
             let outcome = create_runner(&client, provider.as_ref(), &config, &name, &server, readings).await;
             match outcome {
                 Ok(()) => {
+                    backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).succeeded();
                     metrics.action(&config.name, "create");
                     if let Some(queued_at) = oldest_queued {
                         let waited = jiff::Timestamp::now().duration_since(queued_at).as_secs_f64().max(0.0);
@@ -252,6 +287,7 @@ impl Scaler {
                 Err(error) => {
                     tracing::warn!(pool = %config.name, %name, error = %format!("{error:#}"), "creating a runner failed");
                     metrics.action(&config.name, "create_failed");
+                    backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).failed();
                     creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&name);
                 }
             }
@@ -434,4 +470,26 @@ async fn create_runner(
         return Err(error.into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_creations_back_off_exponentially_up_to_a_minute() {
+        let mut backoff = CreateBackoff::default();
+        assert!(!backoff.waiting());
+        backoff.failed();
+        assert!(backoff.waiting());
+        let first = backoff.until.expect("set") - std::time::Instant::now();
+        assert!(first <= Duration::from_millis(400) && first > Duration::from_millis(300), "{first:?}");
+        for _ in 0..20 {
+            backoff.failed();
+        }
+        let last = backoff.until.expect("set") - std::time::Instant::now();
+        assert!(last <= CreateBackoff::MAX && last > Duration::from_secs(59), "{last:?}");
+        backoff.succeeded();
+        assert!(!backoff.waiting());
+    }
 }
