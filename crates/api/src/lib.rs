@@ -589,6 +589,79 @@ pub struct ScalerEventRequest {
     pub data: serde_json::Value,
 }
 
+// ----- webhooks -----
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhookRequest {
+    /// Where deliveries are POSTed (http or https).
+    pub url: String,
+    /// `workflow_job`, `workflow_run`, `runner`; empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// A `whsec_` secret (base64 of 24 to 64 bytes); generated when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Deliver one at a time in event order: a failing delivery holds back the later ones.
+    #[serde(default)]
+    pub ordered: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookInfo {
+    pub id: i64,
+    pub url: String,
+    pub events: Vec<String>,
+    pub ordered: bool,
+    /// Secrets currently signing deliveries (two during a rotation's overlap).
+    pub active_secrets: usize,
+    pub created_at: String,
+}
+
+/// An endpoint with its secret: answered only when it is created or its secret rotated.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookSecretResponse {
+    pub webhook: WebhookInfo,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookInfo>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateWebhookRequest {
+    /// How long the old secret keeps signing besides the new one [default: 24 h].
+    #[serde(default)]
+    pub overlap_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryInfo {
+    pub id: i64,
+    pub webhook_id: i64,
+    /// The `webhook-id` header: the same for every attempt and redelivery of a message.
+    pub message_id: String,
+    pub event: String,
+    pub event_seq: i64,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub response_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: Option<u64>,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryInfo>,
+}
+
 // ----- events -----
 
 /// One row of the events stream (`data:` of a server-sent event whose `id:` is `seq`).

@@ -41,9 +41,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--quick" => quick = true,
             "--sqlite-synchronous" => synchronous = args.next().context("--sqlite-synchronous needs normal or full")?,
             "--only" => {
-                only = Some(
-                    args.next().context("--only needs dispatch, runner, throughput, workflows, scaler or sessions")?,
-                )
+                only =
+                    Some(args.next().context(
+                        "--only needs dispatch, runner, throughput, workflows, scaler, webhooks or sessions",
+                    )?)
             }
             other => bail!(
                 "unknown argument {other:?}; usage: baton-bench --baton PATH [--quick] [--sqlite-synchronous normal|full]"
@@ -54,8 +55,11 @@ fn parse_args() -> anyhow::Result<Args> {
     anyhow::ensure!(matches!(synchronous.as_str(), "normal" | "full"), "--sqlite-synchronous is normal or full");
     if let Some(name) = &only {
         anyhow::ensure!(
-            matches!(name.as_str(), "dispatch" | "runner" | "throughput" | "workflows" | "scaler" | "sessions"),
-            "--only takes dispatch, runner, throughput, workflows, scaler or sessions"
+            matches!(
+                name.as_str(),
+                "dispatch" | "runner" | "throughput" | "workflows" | "scaler" | "webhooks" | "sessions"
+            ),
+            "--only takes dispatch, runner, throughput, workflows, scaler, webhooks or sessions"
         );
     }
     Ok(Args { baton, quick, synchronous, only })
@@ -120,6 +124,10 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 async fn start_server(args: &Args) -> anyhow::Result<ServerProcess> {
+    start_server_with(args, &[]).await
+}
+
+async fn start_server_with(args: &Args, extra: &[&str]) -> anyhow::Result<ServerProcess> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let child = Command::new(&args.baton)
@@ -127,6 +135,7 @@ async fn start_server(args: &Args) -> anyhow::Result<ServerProcess> {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--sqlite-synchronous", &args.synchronous])
+        .args(extra)
         .env("BATON_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("BATON_LOG", "error")
         .stdout(Stdio::null())
@@ -459,6 +468,83 @@ async fn idle_sessions(args: &Args, n: usize) -> anyhow::Result<Value> {
     Ok(json!({ "n": n, "server_rss_mib": rss }))
 }
 
+/// A runner completes a job -> the `workflow_job` `completed` webhook reaches a receiver on
+/// loopback. Measured from just before the completion request to the receiver's handler.
+async fn webhook_latency(args: &Args, samples: usize) -> anyhow::Result<Value> {
+    let server = start_server_with(args, &["--webhook-allow", "127.0.0.1"]).await?;
+    let (sender, mut receipts) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sender = sender.clone();
+            async move {
+                let at = Instant::now();
+                if let Ok(value) = serde_json::from_slice::<Value>(&body)
+                    && value["action"] == "completed"
+                    && let Some(job_id) = value["workflow_job"]["id"].as_i64()
+                {
+                    let _ = sender.send((job_id, at));
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    server
+        .admin
+        .create_webhook(&api::CreateWebhookRequest {
+            url,
+            events: vec!["workflow_job".into()],
+            secret: None,
+            ordered: false,
+        })
+        .await?;
+    let token = registration_token(&server).await?;
+    let mut runner = synthetic_runner(&server, &token, "webhooks").await?;
+    let spec = job_spec("hooked", "true");
+    let mut histogram = new_histogram();
+    for _ in 0..samples {
+        server.admin.enqueue_job(&spec).await?;
+        let polled = runner.client.poll(runner.session_id, Duration::from_secs(10), 1, runner.ack).await?;
+        runner.ack = polled.messages.last().map(|message| message.id).unwrap_or(runner.ack);
+        let offer = polled
+            .messages
+            .iter()
+            .find_map(|message| match &message.body {
+                api::MessageBody::JobOffer(offer) => Some(offer.clone()),
+                _ => None,
+            })
+            .context("the poll returned no offer")?;
+        let fence = api::FencedRequest { epoch: offer.epoch, token: offer.token.clone() };
+        runner.client.accept(offer.job_id, offer.attempt, &fence).await?;
+        let started = Instant::now();
+        let request = api::CompleteRequest {
+            epoch: offer.epoch,
+            token: offer.token,
+            result: api::AttemptResult::Success,
+            outputs: Default::default(),
+            summary: None,
+        };
+        runner.client.complete(offer.job_id, offer.attempt, &request).await?;
+        loop {
+            let (job_id, at) = tokio::time::timeout(Duration::from_secs(10), receipts.recv())
+                .await
+                .context("no webhook within 10 s")?
+                .context("the receiver stopped")?;
+            if job_id == offer.job_id {
+                histogram
+                    .record(u64::try_from(at.saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX))?;
+                break;
+            }
+        }
+    }
+    Ok(summary(&histogram))
+}
+
 fn event_time(event: &api::Event) -> anyhow::Result<jiff::Timestamp> {
     event.at.parse().with_context(|| format!("event time {:?}", event.at))
 }
@@ -598,6 +684,11 @@ async fn main() -> anyhow::Result<()> {
         progress("baton run: hello and a 20-job matrix");
         (run_hello, run_matrix) = workflow_runs(&args, if args.quick { 5 } else { 20 })?;
     }
+    let mut webhook = Value::Null;
+    if wanted("webhooks") {
+        progress(&format!("completion to webhook ({samples} samples)"));
+        webhook = webhook_latency(&args, samples).await?;
+    }
     let (mut queued_to_create, mut cold_queued_to_started) = (Value::Null, Value::Null);
     if wanted("scaler") {
         let samples = if args.quick { 10 } else { 50 };
@@ -620,7 +711,7 @@ async fn main() -> anyhow::Result<()> {
         "throughput_jobs_per_s": jobs_per_s,
         "idle_sessions": idle,
         "runner_idle_rss_mib": runner_rss,
-        "completion_to_webhook_ms": Value::Null,
+        "completion_to_webhook_ms": webhook,
         "scaler_queued_to_create_ms": queued_to_create,
         "scaler_cold_queued_to_started_ms": cold_queued_to_started,
         "run_hello_wall_ms": run_hello,

@@ -8,6 +8,7 @@ mod output;
 mod runner;
 mod scaler;
 mod server;
+mod webhooks;
 mod workflow;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,9 @@ enum Command {
     Runners(operator::ListArgs),
     /// List jobs.
     Jobs(operator::ListArgs),
+    /// Webhook endpoints and their deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Registration tokens for runners.
     #[command(subcommand)]
     Token(operator::TokenCommand),
@@ -89,6 +93,7 @@ fn main() -> std::process::ExitCode {
             Command::Runners(args) => operator::runners(args).await,
             Command::Jobs(args) => operator::jobs(args).await,
             Command::Token(command) => operator::token(command).await,
+            Command::Webhooks(command) => webhooks::main(command).await,
             Command::RunnerWorker(_) => unreachable!("handled before the runtime starts"),
         }
     });

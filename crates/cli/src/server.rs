@@ -49,6 +49,16 @@ pub struct ServerArgs {
     /// How often the expiry sweepers run [default: 1s].
     #[arg(long, env = "BATON_SWEEP_INTERVAL", value_parser = parse_duration)]
     sweep_interval: Option<Duration>,
+    /// Addresses webhooks may reach although they are loopback or link-local, comma-separated
+    /// (e.g. 127.0.0.1 for a receiver on this machine).
+    #[arg(long, env = "BATON_WEBHOOK_ALLOW", value_delimiter = ',')]
+    webhook_allow: Vec<std::net::IpAddr>,
+    /// The longest wait between two attempts of a failing webhook delivery.
+    #[arg(long, env = "BATON_WEBHOOK_RETRY_MAX", value_parser = parse_duration)]
+    webhook_retry_max: Option<Duration>,
+    /// How long a failing webhook delivery is retried before it fails for good.
+    #[arg(long, env = "BATON_WEBHOOK_HORIZON", value_parser = parse_duration)]
+    webhook_horizon: Option<Duration>,
     /// Run the autoscaler in this process for the pools of this TOML file (needs BATON_ADMIN_TOKEN).
     #[arg(long, env = "BATON_SCALER_CONFIG")]
     scaler_config: Option<PathBuf>,
@@ -159,6 +169,17 @@ pub fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
     }
     config.timeouts.validate().context("check the timeouts")?;
     config.admin_token = std::env::var("BATON_ADMIN_TOKEN").ok().filter(|token| !token.is_empty());
+    config.webhooks.allow = args.webhook_allow.clone();
+    if let Some(max) = args.webhook_retry_max {
+        if max < Duration::from_millis(10) {
+            bail!("--webhook-retry-max must be at least 10ms");
+        }
+        config.webhooks.retry_max = max;
+        config.webhooks.retry_initial = config.webhooks.retry_initial.min(max);
+    }
+    if let Some(horizon) = args.webhook_horizon {
+        config.webhooks.horizon = horizon;
+    }
     Ok(config)
 }
 

@@ -4,6 +4,7 @@
 //! server. Retry policy lives here and nowhere else: [`Error::is_retryable`] decides from the
 //! error's kind, never from message text, and [`Backoff`] spaces the retries.
 
+pub mod webhook;
 use std::time::Duration;
 
 use baton_api as api;
@@ -365,6 +366,34 @@ impl Client {
 
     pub async fn scaler_event(&self, request: &api::ScalerEventRequest) -> Result<serde_json::Value> {
         self.post("/api/v1/scaler/events", request).await
+    }
+
+    pub async fn create_webhook(&self, request: &api::CreateWebhookRequest) -> Result<api::WebhookSecretResponse> {
+        self.post("/api/v1/webhooks", request).await
+    }
+
+    pub async fn list_webhooks(&self) -> Result<api::WebhookList> {
+        self.get("/api/v1/webhooks").await
+    }
+
+    pub async fn remove_webhook(&self, webhook_id: i64) -> Result<api::WebhookInfo> {
+        self.delete(&format!("/api/v1/webhooks/{webhook_id}")).await
+    }
+
+    pub async fn rotate_webhook(
+        &self,
+        webhook_id: i64,
+        request: &api::RotateWebhookRequest,
+    ) -> Result<api::WebhookSecretResponse> {
+        self.post(&format!("/api/v1/webhooks/{webhook_id}/rotate"), request).await
+    }
+
+    pub async fn webhook_deliveries(&self, webhook_id: i64, after: i64, limit: usize) -> Result<api::DeliveryList> {
+        self.get(&format!("/api/v1/webhooks/{webhook_id}/deliveries?after={after}&limit={limit}")).await
+    }
+
+    pub async fn redeliver(&self, delivery_id: i64) -> Result<api::DeliveryInfo> {
+        self.post_empty(&format!("/api/v1/webhook-deliveries/{delivery_id}/redeliver")).await
     }
 
     pub async fn list_runners(&self, after: i64, limit: usize) -> Result<api::RunnerList> {

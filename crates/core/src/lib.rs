@@ -25,7 +25,7 @@ pub use ids::{AttemptNo, EventSeq, JobId, LeaseEpoch, MessageId, RunId, RunnerId
 pub use job::{JobConclusion, JobEvent, JobState};
 pub use lease::Timeouts;
 pub use machine::InvalidTransition;
-pub use model::{Attempt, JitConfig, Job, Message, RegistrationToken, Run, Runner, Session};
+pub use model::{Attempt, Delivery, JitConfig, Job, Message, RegistrationToken, Run, Runner, Session, Webhook};
 pub use runner::{RunnerEvent, RunnerState};
 pub use session::{SessionEvent, SessionState};
 pub use time::Timestamp;

@@ -209,3 +209,44 @@ pub struct Run {
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
 }
+
+/// A webhook endpoint. Deliveries are made from the events table: `cursor` is the newest event
+/// already turned into deliveries for it, so the outbox is the event row itself, written in the
+/// same transaction as the state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: i64,
+    pub url: String,
+    /// Webhook event names it receives (`workflow_job`, `workflow_run`, `runner`); empty: all.
+    pub events: Vec<String>,
+    /// Signing secrets as JSON: `[{"secret": "whsec_...", "expires_at": ms or null}]`, newest first.
+    pub secrets: String,
+    /// Deliver one at a time, in event order (a failing delivery holds back the later ones).
+    pub ordered: bool,
+    pub cursor: crate::EventSeq,
+    pub removed: bool,
+    pub created_at: Timestamp,
+}
+
+/// One message to one endpoint, with its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub webhook_id: i64,
+    pub event_seq: crate::EventSeq,
+    /// The Standard Webhooks `webhook-id`: the same for every attempt and redelivery.
+    pub message_id: String,
+    /// `workflow_job`, `workflow_run` or `runner`.
+    pub event: String,
+    /// The JSON body, frozen when the delivery was made.
+    pub payload: String,
+    /// `pending`, `delivered` or `failed` (gave up after the retry horizon).
+    pub status: String,
+    pub attempts: u32,
+    pub response_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: Option<u64>,
+    pub next_attempt_at: Timestamp,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}

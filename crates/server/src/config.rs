@@ -25,6 +25,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// The admin token; when absent one is generated at first start and only its hash kept.
     pub admin_token: Option<String>,
+    /// Webhook delivery: retries and the addresses deliveries may reach.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl Config {
@@ -36,6 +38,7 @@ impl Config {
             timeouts: Timeouts::DEFAULT,
             sweep_interval: Duration::from_secs(1),
             admin_token: None,
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }

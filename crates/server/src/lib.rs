@@ -17,6 +17,7 @@ pub mod notify;
 pub mod openapi;
 pub mod state;
 pub mod sweeper;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ impl Server {
         sweeper::sweep_once(&state, config.sweep_interval).await;
         let app = http::router(state.clone());
         sweeper::spawn(state.clone(), config.sweep_interval, shutdown_rx.clone());
+        webhooks::spawn(state.clone(), config.webhooks.clone(), shutdown_rx.clone());
         let mut wait_for_shutdown = shutdown_rx;
         // Small request/response exchanges must not wait for Nagle's algorithm: without
         // TCP_NODELAY a response split across segments stalls on the client's delayed ACK.

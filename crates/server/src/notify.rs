@@ -41,6 +41,12 @@ impl Hub {
         }
     }
 
+    /// Wakes whoever waits on events without an event: the webhook dispatcher, after a
+    /// redelivery was queued.
+    pub fn wake_events(&self) {
+        self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
     pub fn subscribe_events(&self) -> watch::Receiver<u64> {
         self.events.subscribe()
     }
@@ -53,6 +59,12 @@ impl CommitObserver for Hub {
         }
         for kind in &effects.events {
             self.metrics.record_event(*kind);
+        }
+        for wait in &effects.dispatch_waits {
+            self.metrics.dispatch_latency.observe(wait.as_secs_f64());
+        }
+        for took in &effects.job_durations {
+            self.metrics.job_duration.observe(took.as_secs_f64());
         }
         if !effects.messaged.is_empty() {
             let runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

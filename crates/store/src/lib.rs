@@ -16,6 +16,7 @@ pub mod runs;
 pub mod scaler;
 pub mod sqlite;
 pub mod tx;
+pub mod webhooks;
 
 pub use error::{Error, StoreError};
 pub use ops::*;

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use baton_core::{
-    Attempt, AttemptNo, AttemptState, EventSeq, JitConfig, Job, JobId, Message, MessageId, RegistrationToken, Run,
-    RunId, Runner, RunnerId, RunnerState, Session, SessionId, SessionState, Timestamp,
+    Attempt, AttemptNo, AttemptState, Delivery, EventSeq, JitConfig, Job, JobId, Message, MessageId, RegistrationToken,
+    Run, RunId, Runner, RunnerId, RunnerState, Session, SessionId, SessionState, Timestamp, Webhook,
 };
 
 use crate::StoreError;
@@ -26,6 +26,8 @@ struct State {
     sessions: BTreeMap<SessionId, Session>,
     jobs: BTreeMap<JobId, Job>,
     runs: BTreeMap<RunId, Run>,
+    webhooks: BTreeMap<i64, Webhook>,
+    deliveries: BTreeMap<i64, Delivery>,
     attempts: BTreeMap<(JobId, AttemptNo), Attempt>,
     messages: BTreeMap<MessageId, (RunnerId, Message)>,
     logs: BTreeMap<(JobId, AttemptNo, u64), LogChunk>,
@@ -40,6 +42,8 @@ struct Counters {
     session: i64,
     job: i64,
     run: i64,
+    webhook: i64,
+    delivery: i64,
     message: i64,
     event: i64,
 }
@@ -53,6 +57,8 @@ enum Undo {
     Session(SessionId, Option<Session>),
     Job(JobId, Option<Job>),
     Run(RunId, Option<Run>),
+    Webhook(i64, Option<Webhook>),
+    Delivery(i64, Option<Delivery>),
     Attempt((JobId, AttemptNo), Option<Attempt>),
     Message(MessageId, Option<(RunnerId, Message)>),
     Log((JobId, AttemptNo, u64), Option<LogChunk>),
@@ -81,6 +87,8 @@ impl State {
             Undo::Session(key, old) => restore(&mut self.sessions, key, old),
             Undo::Job(key, old) => restore(&mut self.jobs, key, old),
             Undo::Run(key, old) => restore(&mut self.runs, key, old),
+            Undo::Webhook(key, old) => restore(&mut self.webhooks, key, old),
+            Undo::Delivery(key, old) => restore(&mut self.deliveries, key, old),
             Undo::Attempt(key, old) => restore(&mut self.attempts, key, old),
             Undo::Message(key, old) => restore(&mut self.messages, key, old),
             Undo::Log(key, old) => restore(&mut self.logs, key, old),
@@ -354,6 +362,100 @@ impl Tx for MemTx<'_> {
 
     fn jobs_page(&mut self, after: JobId, limit: usize) -> R<Vec<Job>> {
         Ok(self.state.jobs.range(JobId(after.0 + 1)..).take(limit).map(|(_, job)| job.clone()).collect())
+    }
+
+    fn webhook_insert(&mut self, webhook: &Webhook) -> R<i64> {
+        let id = self.next_id(|counters| &mut counters.webhook)?;
+        self.record(Undo::Webhook(id, None))?;
+        self.state.webhooks.insert(id, Webhook { id, ..webhook.clone() });
+        Ok(id)
+    }
+
+    fn webhook_update(&mut self, webhook: &Webhook) -> R<()> {
+        let old = self.state.webhooks.get(&webhook.id).cloned().ok_or_else(|| missing("webhook", webhook.id))?;
+        self.record(Undo::Webhook(webhook.id, Some(old.clone())))?;
+        self.state.webhooks.insert(webhook.id, Webhook { created_at: old.created_at, ..webhook.clone() });
+        Ok(())
+    }
+
+    fn webhook_get(&mut self, id: i64) -> R<Option<Webhook>> {
+        Ok(self.state.webhooks.get(&id).cloned())
+    }
+
+    fn webhooks_active(&mut self) -> R<Vec<Webhook>> {
+        Ok(self.state.webhooks.values().filter(|webhook| !webhook.removed).cloned().collect())
+    }
+
+    fn delivery_insert(&mut self, delivery: &Delivery) -> R<i64> {
+        let id = self.next_id(|counters| &mut counters.delivery)?;
+        self.record(Undo::Delivery(id, None))?;
+        self.state.deliveries.insert(id, Delivery { id, ..delivery.clone() });
+        Ok(id)
+    }
+
+    fn delivery_update(&mut self, delivery: &Delivery) -> R<()> {
+        let old = self.state.deliveries.get(&delivery.id).cloned().ok_or_else(|| missing("delivery", delivery.id))?;
+        let updated = Delivery {
+            status: delivery.status.clone(),
+            attempts: delivery.attempts,
+            response_code: delivery.response_code,
+            error: delivery.error.clone(),
+            latency_ms: delivery.latency_ms,
+            next_attempt_at: delivery.next_attempt_at,
+            completed_at: delivery.completed_at,
+            ..old.clone()
+        };
+        self.record(Undo::Delivery(delivery.id, Some(old)))?;
+        self.state.deliveries.insert(delivery.id, updated);
+        Ok(())
+    }
+
+    fn delivery_get(&mut self, id: i64) -> R<Option<Delivery>> {
+        Ok(self.state.deliveries.get(&id).cloned())
+    }
+
+    fn deliveries_of(&mut self, webhook_id: i64, after: i64, limit: usize) -> R<Vec<Delivery>> {
+        Ok(self
+            .state
+            .deliveries
+            .range(after.saturating_add(1)..)
+            .map(|(_, delivery)| delivery)
+            .filter(|delivery| delivery.webhook_id == webhook_id)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn deliveries_pending(&mut self, webhook_id: i64, limit: usize) -> R<Vec<Delivery>> {
+        Ok(self
+            .state
+            .deliveries
+            .values()
+            .filter(|delivery| delivery.webhook_id == webhook_id && delivery.status == "pending")
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn queue_depth_by_labels(&mut self, limit: usize) -> R<Vec<(Vec<String>, u64)>> {
+        let mut depth: BTreeMap<Vec<String>, u64> = BTreeMap::new();
+        for attempt in self.state.attempts.values().filter(|attempt| attempt.state == AttemptState::Queued) {
+            if let Some(job) = self.state.jobs.get(&attempt.job_id) {
+                *depth.entry(job.labels.clone()).or_default() += 1;
+            }
+        }
+        let mut out: Vec<(Vec<String>, u64)> = depth.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn runner_counts(&mut self) -> R<Vec<(String, u64)>> {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for runner in self.state.runners.values() {
+            *counts.entry(runner.state.to_string()).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
     }
 
     fn run_insert(&mut self, run: &Run) -> R<RunId> {

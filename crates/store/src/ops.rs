@@ -28,6 +28,10 @@ pub struct Effects {
     pub events: Vec<EventKind>,
     /// Runners that became gone: their credentials are revoked.
     pub gone: Vec<RunnerId>,
+    /// For each offer made: how long its attempt waited queued.
+    pub dispatch_waits: Vec<Duration>,
+    /// For each job completed: how long it took from enqueue to completion.
+    pub job_durations: Vec<Duration>,
 }
 
 impl Effects {
@@ -115,6 +119,15 @@ impl RunnerView {
     }
 }
 
+/// Fleet gauges for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct FleetGauges {
+    /// Queued attempts by their job's label set.
+    pub queue: Vec<(Vec<String>, u64)>,
+    /// Runners by state.
+    pub runners: Vec<(String, u64)>,
+}
+
 /// A job with all its attempts, read in one snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobView {
@@ -200,7 +213,7 @@ impl Store {
         })?;
         let outcome = outcome.expect("a committed or rolled back write ran its script");
         if outcome.is_ok()
-            && (!effects.events.is_empty() || !effects.messaged.is_empty())
+            && (!effects.events.is_empty() || !effects.messaged.is_empty() || !effects.dispatch_waits.is_empty())
             && let Some(observer) = &self.observer
         {
             observer.committed(&effects);
@@ -1093,6 +1106,12 @@ impl Store {
         })
     }
 
+    /// Gauges for `/metrics`, read in one snapshot: queue depth by label set (the 50 largest
+    /// groups) and runners by state.
+    pub fn fleet_gauges(&self) -> Result<FleetGauges> {
+        self.read(|tx| Ok(FleetGauges { queue: tx.queue_depth_by_labels(50)?, runners: tx.runner_counts()? }))
+    }
+
     pub fn events_after(&self, after: EventSeq, limit: usize) -> Result<Vec<Event>> {
         let limit = limit.min(limits::PAGE_SIZE_MAX);
         self.read(|tx| Ok(tx.events_after(after, limit)?))
@@ -1226,6 +1245,7 @@ pub(crate) fn assign(
         let mut job = get_job(tx, job_id)?;
         job.epoch = job.epoch.next();
         tx.job_update(&job)?;
+        fx.dispatch_waits.push(Duration::from_millis(now.0.saturating_sub(attempt.queued_at.0)));
         attempt.state = attempt.state.on(AttemptEvent::Offer)?;
         attempt.runner_id = Some(runner_id);
         attempt.epoch = Some(job.epoch);
@@ -1461,12 +1481,23 @@ pub(crate) fn emit(
         data: data.to_string(),
     })?;
     fx.events.push(kind);
+    if kind == EventKind::JobCompleted
+        && let Some(job_id) = job_id
+        && let Some(job) = tx.job_get(job_id)?
+    {
+        fx.job_durations.push(Duration::from_millis(at_or(now, job.created_at)));
+    }
     if kind == EventKind::RunnerGone
         && let Some(runner_id) = runner_id
     {
         fx.gone.push(runner_id);
     }
     Ok(seq)
+}
+
+/// Milliseconds from `since` to `now`, zero if the clock says otherwise.
+fn at_or(now: Timestamp, since: Timestamp) -> u64 {
+    now.0.saturating_sub(since.0)
 }
 
 pub(crate) fn get_runner(tx: &mut dyn Tx, id: RunnerId) -> Result<Runner> {

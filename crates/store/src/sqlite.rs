@@ -15,9 +15,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use baton_core::{
-    Attempt, AttemptNo, AttemptResult, AttemptState, EventKind, EventSeq, JitConfig, Job, JobConclusion, JobId,
-    JobState, LeaseEpoch, Message, MessageId, RegistrationToken, Run, RunId, Runner, RunnerId, RunnerState, Session,
-    SessionId, SessionState, Timestamp,
+    Attempt, AttemptNo, AttemptResult, AttemptState, Delivery, EventKind, EventSeq, JitConfig, Job, JobConclusion,
+    JobId, JobState, LeaseEpoch, Message, MessageId, RegistrationToken, Run, RunId, Runner, RunnerId, RunnerState,
+    Session, SessionId, SessionState, Timestamp, Webhook,
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -234,6 +234,43 @@ fn job_row(row: &Row<'_>) -> R<Job> {
         created_at: to_ts(row.get(11)?),
         completed_at: row.get::<_, Option<i64>>(12)?.map(to_ts),
         run_id: row.get::<_, Option<i64>>(13)?.map(RunId),
+    })
+}
+
+const WEBHOOK_COLUMNS: &str = "id, url, events, secrets, ordered, cursor, removed, created_at";
+
+fn webhook_row(row: &Row<'_>) -> R<Webhook> {
+    Ok(Webhook {
+        id: row.get(0)?,
+        url: row.get(1)?,
+        events: parse_list(&row.get::<_, String>(2)?)?,
+        secrets: row.get(3)?,
+        ordered: row.get(4)?,
+        cursor: EventSeq(row.get(5)?),
+        removed: row.get(6)?,
+        created_at: to_ts(row.get(7)?),
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, message_id, event, payload, status, attempts, response_code, \
+                                error, latency_ms, next_attempt_at, created_at, completed_at";
+
+fn delivery_row(row: &Row<'_>) -> R<Delivery> {
+    Ok(Delivery {
+        id: row.get(0)?,
+        webhook_id: row.get(1)?,
+        event_seq: EventSeq(row.get(2)?),
+        message_id: row.get(3)?,
+        event: row.get(4)?,
+        payload: row.get(5)?,
+        status: row.get(6)?,
+        attempts: row.get(7)?,
+        response_code: row.get(8)?,
+        error: row.get(9)?,
+        latency_ms: row.get::<_, Option<i64>>(10)?.map(|ms| u64::try_from(ms).unwrap_or(0)),
+        next_attempt_at: to_ts(row.get(11)?),
+        created_at: to_ts(row.get(12)?),
+        completed_at: row.get::<_, Option<i64>>(13)?.map(to_ts),
     })
 }
 
@@ -594,6 +631,140 @@ impl Tx for SqliteTx<'_> {
                 job.run_id.map(|id| id.0)
             ],
         )?))
+    }
+
+    fn webhook_insert(&mut self, webhook: &Webhook) -> R<i64> {
+        self.insert_returning_id(
+            "INSERT INTO webhooks (url, events, secrets, ordered, cursor, removed, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            params![
+                webhook.url,
+                json_list(&webhook.events),
+                webhook.secrets,
+                webhook.ordered,
+                webhook.cursor.0,
+                webhook.removed,
+                ts(webhook.created_at)
+            ],
+        )
+    }
+
+    fn webhook_update(&mut self, webhook: &Webhook) -> R<()> {
+        self.exec_one(
+            "webhook",
+            "UPDATE webhooks SET url = ?2, events = ?3, secrets = ?4, ordered = ?5, cursor = ?6, removed = ?7 WHERE id = ?1",
+            params![
+                webhook.id,
+                webhook.url,
+                json_list(&webhook.events),
+                webhook.secrets,
+                webhook.ordered,
+                webhook.cursor.0,
+                webhook.removed
+            ],
+        )
+    }
+
+    fn webhook_get(&mut self, id: i64) -> R<Option<Webhook>> {
+        self.one(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?1"), params![id], webhook_row)
+    }
+
+    fn webhooks_active(&mut self) -> R<Vec<Webhook>> {
+        self.many(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE removed = 0 ORDER BY id"), [], webhook_row)
+    }
+
+    fn delivery_insert(&mut self, delivery: &Delivery) -> R<i64> {
+        self.insert_returning_id(
+            &format!(
+                "INSERT INTO webhook_deliveries ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+                DELIVERY_COLUMNS.trim_start_matches("id, ")
+            ),
+            params![
+                delivery.webhook_id,
+                delivery.event_seq.0,
+                delivery.message_id,
+                delivery.event,
+                delivery.payload,
+                delivery.status,
+                delivery.attempts,
+                delivery.response_code,
+                delivery.error,
+                delivery.latency_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                ts(delivery.next_attempt_at),
+                ts(delivery.created_at),
+                ts_opt(delivery.completed_at)
+            ],
+        )
+    }
+
+    fn delivery_update(&mut self, delivery: &Delivery) -> R<()> {
+        self.exec_one(
+            "delivery",
+            "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, response_code = ?4, error = ?5, latency_ms = ?6, \
+             next_attempt_at = ?7, completed_at = ?8 WHERE id = ?1",
+            params![
+                delivery.id,
+                delivery.status,
+                delivery.attempts,
+                delivery.response_code,
+                delivery.error,
+                delivery.latency_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                ts(delivery.next_attempt_at),
+                ts_opt(delivery.completed_at)
+            ],
+        )
+    }
+
+    fn delivery_get(&mut self, id: i64) -> R<Option<Delivery>> {
+        self.one(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?1"), params![id], delivery_row)
+    }
+
+    fn deliveries_of(&mut self, webhook_id: i64, after: i64, limit: usize) -> R<Vec<Delivery>> {
+        self.many(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            ),
+            params![webhook_id, after, limit_param(limit)],
+            delivery_row,
+        )
+    }
+
+    fn deliveries_pending(&mut self, webhook_id: i64, limit: usize) -> R<Vec<Delivery>> {
+        self.many(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ?1 AND status = 'pending' \
+                 ORDER BY id LIMIT ?2"
+            ),
+            params![webhook_id, limit_param(limit)],
+            delivery_row,
+        )
+    }
+
+    fn queue_depth_by_labels(&mut self, limit: usize) -> R<Vec<(Vec<String>, u64)>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT jobs.labels, COUNT(*) AS depth FROM attempts JOIN jobs ON jobs.id = attempts.job_id \
+             WHERE attempts.state = 'queued' GROUP BY jobs.labels ORDER BY depth DESC, jobs.labels LIMIT ?1",
+        )?;
+        let rows = statement
+            .query_map(params![limit_param(limit)], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (labels, depth) = row?;
+            out.push((parse_list(&labels)?, u64::try_from(depth).unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    fn runner_counts(&mut self) -> R<Vec<(String, u64)>> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT state, COUNT(*) FROM runners GROUP BY state ORDER BY state")?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (state, count) = row?;
+            out.push((state, u64::try_from(count).unwrap_or(0)));
+        }
+        Ok(out)
     }
 
     fn run_insert(&mut self, run: &Run) -> R<RunId> {

@@ -5,8 +5,8 @@
 //! writer). Ids of new rows are assigned by the backend and returned by the insert.
 
 use baton_core::{
-    Attempt, AttemptNo, EventKind, EventSeq, JitConfig, Job, JobId, Message, MessageId, RegistrationToken, Run, RunId,
-    Runner, RunnerId, Session, SessionId, Timestamp,
+    Attempt, AttemptNo, Delivery, EventKind, EventSeq, JitConfig, Job, JobId, Message, MessageId, RegistrationToken,
+    Run, RunId, Runner, RunnerId, Session, SessionId, Timestamp, Webhook,
 };
 
 use crate::StoreError;
@@ -119,6 +119,26 @@ pub trait Tx {
     fn log_insert(&mut self, job_id: JobId, attempt: AttemptNo, chunk: &LogChunk) -> R<()>;
     /// Chunks with sequence greater than `after`, in order, at most `limit`.
     fn logs_after(&mut self, job_id: JobId, attempt: AttemptNo, after: u64, limit: usize) -> R<Vec<LogChunk>>;
+
+    /// Inserts a webhook endpoint; its `id` is ignored and the new id returned.
+    fn webhook_insert(&mut self, webhook: &Webhook) -> R<i64>;
+    fn webhook_update(&mut self, webhook: &Webhook) -> R<()>;
+    fn webhook_get(&mut self, id: i64) -> R<Option<Webhook>>;
+    /// Endpoints not removed, by id.
+    fn webhooks_active(&mut self) -> R<Vec<Webhook>>;
+    /// Inserts a delivery; its `id` is ignored and the new id returned.
+    fn delivery_insert(&mut self, delivery: &Delivery) -> R<i64>;
+    fn delivery_update(&mut self, delivery: &Delivery) -> R<()>;
+    fn delivery_get(&mut self, id: i64) -> R<Option<Delivery>>;
+    /// An endpoint's deliveries with id greater than `after`, by id, at most `limit`.
+    fn deliveries_of(&mut self, webhook_id: i64, after: i64, limit: usize) -> R<Vec<Delivery>>;
+    /// An endpoint's pending deliveries, oldest first, at most `limit`.
+    fn deliveries_pending(&mut self, webhook_id: i64, limit: usize) -> R<Vec<Delivery>>;
+
+    /// Queued attempts counted by their job's label set, the largest groups first, at most `limit` groups.
+    fn queue_depth_by_labels(&mut self, limit: usize) -> R<Vec<(Vec<String>, u64)>>;
+    /// Runners counted by state.
+    fn runner_counts(&mut self) -> R<Vec<(String, u64)>>;
 
     /// Appends an event; its `seq` field is ignored and the new sequence returned.
     fn event_insert(&mut self, event: &Event) -> R<EventSeq>;

@@ -10,3 +10,4 @@ mod runner_f3_cancel;
 mod runner_lifecycle;
 mod runner_partition;
 mod scaler_pools;
+mod webhooks_crash;

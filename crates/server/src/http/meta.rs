@@ -20,6 +20,10 @@ pub async fn health(State(state): State<Arc<AppState>>) -> Result<Json<api::Heal
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match state.run(|store| store.fleet_gauges()).await {
+        Ok(gauges) => state.metrics.set_fleet(&gauges.queue, &gauges.runners),
+        Err(error) => tracing::warn!(error = %error.message, "reading the fleet gauges failed"),
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

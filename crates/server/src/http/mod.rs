@@ -7,6 +7,7 @@ pub mod operator;
 pub mod runner;
 pub mod runs;
 pub mod scaler;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,6 +61,11 @@ pub fn routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(scaler::retire))
         .routes(routes!(scaler::retire_name))
         .routes(routes!(scaler::record))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::remove))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::redeliver))
         .routes(routes!(events::stream))
         .routes(routes!(meta::health))
         .split_for_parts()

@@ -14,6 +14,7 @@ fn config(dir: &std::path::Path) -> Config {
         timeouts: crate::common::fast_timeouts(),
         sweep_interval: Duration::from_millis(25),
         admin_token: None,
+        webhooks: Default::default(),
     }
 }
 

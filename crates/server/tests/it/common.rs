@@ -42,6 +42,12 @@ impl TestServer {
             timeouts,
             sweep_interval: Duration::from_millis(25),
             admin_token: Some(ADMIN_TOKEN.to_string()),
+            webhooks: baton_server::webhooks::WebhookSettings {
+                allow: vec!["127.0.0.1".parse().expect("address")],
+                retry_initial: Duration::from_millis(100),
+                retry_max: Duration::from_secs(1),
+                ..Default::default()
+            },
         };
         let server = Server::start(config).await.expect("start the server");
         let url = server.url();

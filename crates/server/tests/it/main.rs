@@ -9,3 +9,4 @@ mod f4_assign_races_retire;
 mod fencing;
 mod input;
 mod openapi;
+mod webhooks;

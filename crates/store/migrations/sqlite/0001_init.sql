@@ -138,3 +138,33 @@ CREATE TABLE events (
     runner_id INTEGER,
     data      TEXT NOT NULL
 );
+
+-- Webhook endpoints; `cursor` is the newest event already turned into deliveries.
+CREATE TABLE webhooks (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    url        TEXT NOT NULL,
+    events     TEXT NOT NULL,
+    secrets    TEXT NOT NULL,
+    ordered    INTEGER NOT NULL,
+    cursor     INTEGER NOT NULL,
+    removed    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE webhook_deliveries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id      INTEGER NOT NULL REFERENCES webhooks (id),
+    event_seq       INTEGER NOT NULL,
+    message_id      TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    response_code   INTEGER,
+    error           TEXT,
+    latency_ms      INTEGER,
+    next_attempt_at INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    completed_at    INTEGER
+);
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, status, id);

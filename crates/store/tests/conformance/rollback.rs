@@ -90,7 +90,7 @@ impl CommitObserver for RecordingObserver {
 pub fn the_commit_observer_hears_only_commits_with_effects(harness: &mut Harness) {
     let observer = Arc::new(RecordingObserver::default());
     harness.store.set_observer(observer.clone());
-    let events_only = |kind: EventKind| Effects { messaged: Vec::new(), events: vec![kind], gone: Vec::new() };
+    let events_only = |kind: EventKind| Effects { events: vec![kind], ..Effects::default() };
 
     let (runner, session) = harness.connect("runner-1", &["linux"], 1, T0);
     assert_eq!(
@@ -115,7 +115,9 @@ pub fn the_commit_observer_hears_only_commits_with_effects(harness: &mut Harness
         vec![Effects {
             messaged: vec![runner.id],
             events: vec![EventKind::JobQueued, EventKind::JobOffered],
-            gone: Vec::new()
+            // Queued at 30 ms and offered in the same commit: it waited no time.
+            dispatch_waits: vec![std::time::Duration::ZERO],
+            ..Effects::default()
         }],
         "the offer wakes the runner"
     );
