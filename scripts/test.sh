@@ -23,4 +23,17 @@ if [ -z "${BATON_ACTIONS_EXPRESSIONS_DIR:-}" ] && command -v npm >/dev/null 2>&1
         echo "note: could not install @actions/expressions from npm; the differential expression test is skipped" >&2
     fi
 fi
+# The PostgreSQL store runs the same conformance suite as SQLite: start a private cluster
+# (installing PostgreSQL when missing). Under CI=true a database that cannot be started fails
+# the run; elsewhere its tests are skipped with a note.
+if [ -z "${BATON_TEST_POSTGRES_URL:-}" ]; then
+    if url=$(scripts/postgres.sh "${BATON_TEST_POSTGRES_DIR:-/tmp/baton-test-postgres}" "${BATON_TEST_POSTGRES_PORT:-55432}"); then
+        export BATON_TEST_POSTGRES_URL="$url"
+    elif [ "${CI:-}" = "true" ]; then
+        echo "error: PostgreSQL could not be started, and CI=true requires its tests" >&2
+        exit 1
+    else
+        echo "note: PostgreSQL could not be started; its tests are skipped" >&2
+    fi
+fi
 exec cargo xtask ci

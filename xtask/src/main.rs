@@ -67,7 +67,20 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             }
             "--store" => match iter.next().map(String::as_str) {
                 Some("sqlite") => {}
-                Some("postgres") => bail!("--store postgres: the PostgreSQL store does not exist yet"),
+                Some("postgres") => {
+                    // A private cluster for the benchmark (scripts/postgres.sh installs and starts it).
+                    let root = workspace_root()?;
+                    let output = Command::new(root.join("scripts/postgres.sh"))
+                        .arg(root.join("target/bench-postgres"))
+                        .arg("55434")
+                        .output()
+                        .context("run scripts/postgres.sh")?;
+                    if !output.status.success() {
+                        bail!("PostgreSQL could not be started: {}", String::from_utf8_lossy(&output.stderr));
+                    }
+                    forwarded.push("--postgres".into());
+                    forwarded.push(String::from_utf8_lossy(&output.stdout).trim().to_string());
+                }
                 other => bail!("--store takes sqlite or postgres, not {other:?}"),
             },
             "--sqlite-synchronous" => {

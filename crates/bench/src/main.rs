@@ -27,6 +27,8 @@ struct Args {
     synchronous: String,
     /// Measure only this figure (for profiling one of them).
     only: Option<String>,
+    /// A PostgreSQL server's URL: each benchmark server gets a fresh database on it.
+    postgres: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -34,11 +36,13 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut quick = false;
     let mut synchronous = "normal".to_string();
     let mut only = None;
+    let mut postgres = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--baton" => baton = args.next().map(PathBuf::from),
             "--quick" => quick = true,
+            "--postgres" => postgres = Some(args.next().context("--postgres needs a postgres:// URL")?),
             "--sqlite-synchronous" => synchronous = args.next().context("--sqlite-synchronous needs normal or full")?,
             "--only" => {
                 only =
@@ -62,7 +66,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--only takes dispatch, runner, throughput, workflows, scaler, webhooks or sessions"
         );
     }
-    Ok(Args { baton, quick, synchronous, only })
+    Ok(Args { baton, quick, synchronous, only, postgres })
 }
 
 fn progress(message: &str) {
@@ -127,14 +131,34 @@ async fn start_server(args: &Args) -> anyhow::Result<ServerProcess> {
     start_server_with(args, &[]).await
 }
 
+/// A fresh database on the benchmark's PostgreSQL server, for one benchmark server.
+fn fresh_postgres_database(url: &str) -> anyhow::Result<String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!("bench_{}_{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let status = Command::new("psql")
+        .args([url, "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .context("run psql to create a benchmark database")?;
+    anyhow::ensure!(status.success(), "psql could not create database {name}");
+    let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
 async fn start_server_with(args: &Args, extra: &[&str]) -> anyhow::Result<ServerProcess> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
-    let child = Command::new(&args.baton)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--sqlite-synchronous", &args.synchronous])
+    let mut command = Command::new(&args.baton);
+    command.args(["server", "--listen", &format!("127.0.0.1:{port}")]);
+    match &args.postgres {
+        Some(url) => {
+            command.args(["--db", &fresh_postgres_database(url)?]);
+        }
+        None => {
+            command.arg("--data-dir").arg(dir.path()).args(["--sqlite-synchronous", &args.synchronous]);
+        }
+    }
+    let child = command
         .args(extra)
         .env("BATON_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("BATON_LOG", "error")
@@ -702,7 +726,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let figures = json!({
-        "store": "sqlite",
+        "store": if args.postgres.is_some() { "postgres" } else { "sqlite" },
         "sqlite_synchronous": args.synchronous,
         "quick": args.quick,
         "dispatch_latency_ms": dispatch,

@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// Keep everything in memory: nothing survives a restart. For trials and tests.
     #[arg(long, env = "BATON_MEMORY", conflicts_with = "data_dir")]
     memory: bool,
+    /// A PostgreSQL database instead of SQLite: postgres://user:password@host:port/db.
+    #[arg(long, env = "BATON_DB", conflicts_with_all = ["data_dir", "memory"], hide_env_values = true)]
+    db: Option<String>,
     /// A TOML file with any of: listen, data_dir, sqlite_synchronous, lease_ttl, accept_timeout,
     /// session_ttl, long_poll_max, sweep_interval (durations like "60s", "500ms", "2m").
     #[arg(long, env = "BATON_CONFIG")]
@@ -136,7 +139,12 @@ pub fn build_config(args: &ServerArgs) -> anyhow::Result<Config> {
         Some(Synchronous::Full) => Durability::Full,
         Some(Synchronous::Normal) | None => Durability::Normal,
     };
-    let database = if args.memory {
+    let database = if let Some(url) = &args.db {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!("--db must be a postgres:// URL (for SQLite, use --data-dir)");
+        }
+        Database::Postgres { url: url.clone() }
+    } else if args.memory {
         Database::Memory
     } else {
         let dir = match args.data_dir.clone().or(file.data_dir) {
@@ -204,7 +212,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let configured_token = config.admin_token.clone();
     let data_dir = match &config.database {
         Database::Sqlite { path, .. } => path.parent().map(Path::to_path_buf),
-        Database::Memory => None,
+        Database::Memory | Database::Postgres { .. } => None,
     };
     let server = Server::start(config).await.context("start the server")?;
     if let Some(token) = server.generated_admin_token() {

@@ -14,6 +14,8 @@ pub enum Database {
     Sqlite { path: PathBuf, durability: Durability },
     /// In memory: gone when the process exits. For tests and throwaway runs.
     Memory,
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`).
+    Postgres { url: String },
 }
 
 #[derive(Debug, Clone)]

@@ -49,6 +49,7 @@ impl AppState {
                 Store::open_sqlite(&path, durability, timeouts).with_context(|| format!("open {}", path.display()))
             }
             Database::Memory => Ok(Store::open_memory(timeouts)),
+            Database::Postgres { url } => Store::open_postgres(&url, timeouts).context("open the PostgreSQL database"),
         })
         .await
         .context("join the store opener")??;

@@ -10,6 +10,8 @@ use baton_core::{AttemptNo, InvalidTransition, JobId, LeaseEpoch};
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("migration {version} failed: {message}")]

@@ -81,6 +81,20 @@ macro_rules! conformance_suite {
                 }
             )*
         }
+
+        mod postgres {
+            $(
+                mod $module {
+                    $(
+                        #[test]
+                        fn $test() {
+                            let Some(mut harness) = crate::harness::Harness::postgres() else { return };
+                            crate::$module::$test(&mut harness);
+                        }
+                    )*
+                }
+            )*
+        }
     };
 }
 

@@ -21,6 +21,14 @@ use baton_store::{
     Backend, Error, Event, JobView, Lease, LogChunk, NewJob, NewRunner, Polled, RunnerView, Store, StoreError, Tx,
 };
 
+/// A random number for scratch names, without a clock or a dependency.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(u64::from(std::process::id()));
+    hasher.finish()
+}
+
 /// The instant most tests start at. Small and explicit, so deadlines can be written out.
 pub const T0: Timestamp = Timestamp(1_000);
 
@@ -111,6 +119,31 @@ impl Harness {
         let raw: Arc<dyn Backend> =
             Arc::new(SqliteBackend::open(&path, Durability::Normal).expect("the SQLite store opens a second time"));
         Harness::with(store, "sqlite", raw, Some(directory))
+    }
+
+    /// A store over a fresh schema of the PostgreSQL database named by
+    /// `BATON_TEST_POSTGRES_URL`. Without the variable: `None` (the test is skipped), except
+    /// under `CI=true`, where a missing database fails the test.
+    pub fn postgres() -> Option<Harness> {
+        let Some(url) = std::env::var("BATON_TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty()) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but BATON_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh, which starts PostgreSQL"
+            );
+            eprintln!(
+                "skipped: set BATON_TEST_POSTGRES_URL (scripts/test.sh does) to run the PostgreSQL conformance tests"
+            );
+            return None;
+        };
+        let schema = format!("conformance_{}_{:016x}", std::process::id(), rand_u64());
+        let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect to BATON_TEST_POSTGRES_URL");
+        admin.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("create a scratch schema");
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+        let store = Store::open_postgres(&scoped, TIMEOUTS).expect("a fresh PostgreSQL store opens");
+        let raw: Arc<dyn Backend> =
+            Arc::new(baton_store::postgres::PostgresBackend::open(&scoped).expect("the PostgreSQL store opens twice"));
+        Some(Harness::with(store, "postgres", raw, None))
     }
 
     fn with(
