@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts a private PostgreSQL cluster for the tests and prints the URL of its database.
 # Installs PostgreSQL with apt when it is missing. The cluster lives in $1 (created if needed),
-# listens on 127.0.0.1:$2 only, trusts local connections, and is left running (a second call
-# reuses it). Exits non-zero with a message when PostgreSQL cannot be started.
+# listens on 127.0.0.1 only (port $2, or the next free one when another program holds it),
+# trusts local connections, and is left running (a second call reuses it). Exits non-zero with
+# a message when PostgreSQL cannot be started.
 set -euo pipefail
 dir=${1:?usage: postgres.sh DIR PORT}
 port=${2:?usage: postgres.sh DIR PORT}
@@ -27,8 +28,24 @@ if [ ! -f "$dir/data/PG_VERSION" ]; then
     run "'$bin/initdb' -D '$dir/data' -A trust -U postgres" > "$dir/initdb.log" 2>&1 ||
         { cat "$dir/initdb.log" >&2; exit 1; }
 fi
-if ! run "'$bin/pg_ctl' -D '$dir/data' status" > /dev/null 2>&1; then
+port_busy() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+if run "'$bin/pg_ctl' -D '$dir/data' status" > /dev/null 2>&1 && [ -f "$dir/port" ]; then
+    port=$(cat "$dir/port")
+else
+    tries=0
+    while port_busy "$port"; do
+        port=$((port + 1))
+        tries=$((tries + 1))
+        if [ "$tries" -gt 50 ]; then
+            echo "no free port for PostgreSQL near ${2}" >&2
+            exit 1
+        fi
+    done
     run "'$bin/pg_ctl' -D '$dir/data' -o \"-p $port -k '$dir' -c listen_addresses=127.0.0.1\" -l '$dir/server.log' -w start" > /dev/null ||
         { cat "$dir/server.log" >&2; exit 1; }
+    echo "$port" > "$dir/port"
 fi
 echo "postgres://postgres@127.0.0.1:$port/postgres"
