@@ -23,6 +23,8 @@ const SECRET: &str = "whsec_dGhpcyBpcyB0aGUgdGVzdCdzIG93biBzZWNyZXQhIQ==";
 struct Received {
     /// webhook-id -> (event header, body, timestamp, signature header), first delivery only.
     processed: BTreeMap<String, (String, Bytes, String, String)>,
+    /// Processed ids in the order they arrived.
+    arrival: Vec<String>,
     /// Deliveries of an id already processed (recognised and not processed again).
     duplicates: usize,
     /// Deliveries whose signature did not verify.
@@ -64,10 +66,11 @@ async fn start_receiver(listener: tokio::net::TcpListener, secret: &'static str)
                         seen.bad_signatures += 1;
                         return StatusCode::UNAUTHORIZED;
                     }
-                    match seen.processed.entry(id) {
+                    match seen.processed.entry(id.clone()) {
                         std::collections::btree_map::Entry::Occupied(_) => seen.duplicates += 1,
                         std::collections::btree_map::Entry::Vacant(slot) => {
                             slot.insert((header("x-baton-event"), body, timestamp, signatures));
+                            seen.arrival.push(id);
                         }
                     }
                     StatusCode::NO_CONTENT
@@ -192,13 +195,13 @@ async fn replays_are_refused_and_rotation_signs_with_both_secrets() {
         .await
         .expect("rotate");
     assert_eq!(rotated.webhook.active_secrets, 2);
-    let before = received.lock().expect("lock").processed.len();
-    cancelled_jobs(&server, 1).await;
-    let (id, body, timestamp, signatures) = eventually("a delivery after the rotation", || async {
+    let fresh = cancelled_jobs(&server, 1).await[0];
+    let (id, body, timestamp, signatures) = eventually("a delivery about the job made after the rotation", || async {
         let seen = received.lock().expect("lock");
-        (seen.processed.len() > before).then(|| {
-            let (id, (_, body, timestamp, signatures)) = seen.processed.iter().last().expect("one");
-            (id.clone(), body.clone(), timestamp.clone(), signatures.clone())
+        seen.arrival.iter().rev().find_map(|id| {
+            let (_, body, timestamp, signatures) = seen.processed[id].clone();
+            let value: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            (value["workflow_job"]["id"] == fresh).then(|| (id.clone(), body, timestamp, signatures))
         })
     })
     .await;
