@@ -27,7 +27,7 @@ fi
 # (installing PostgreSQL when missing). Under CI=true a database that cannot be started fails
 # the run; elsewhere its tests are skipped with a note.
 if [ -z "${BATON_TEST_POSTGRES_URL:-}" ]; then
-    if url=$(scripts/postgres.sh "${BATON_TEST_POSTGRES_DIR:-/tmp/baton-test-postgres}" "${BATON_TEST_POSTGRES_PORT:-55432}"); then
+    if url=$(scripts/postgres.sh "${BATON_TEST_POSTGRES_DIR:-/tmp/baton-test-postgres}" "${BATON_TEST_POSTGRES_PORT:-55432}" scratch); then
         export BATON_TEST_POSTGRES_URL="$url"
     elif [ "${CI:-}" = "true" ]; then
         echo "error: PostgreSQL could not be started, and CI=true requires its tests" >&2

@@ -31,7 +31,7 @@ const READERS: usize = 4;
 /// Writer connections: concurrent write transactions, serialized by PostgreSQL.
 const WRITERS: usize = 4;
 /// Attempts of a write transaction that PostgreSQL aborted as a serialization failure.
-const WRITE_ATTEMPTS: usize = 20;
+const WRITE_ATTEMPTS: u32 = 60;
 
 /// One connection with its prepared statements.
 struct Connection {
@@ -52,7 +52,13 @@ pub struct PostgresBackend {
 }
 
 fn pg_error(error: postgres::Error) -> StoreError {
-    StoreError::Postgres(error.to_string())
+    match error.as_db_error() {
+        Some(db) => StoreError::Postgres(format!("{} ({}): {}", db.severity(), db.code().code(), db.message())),
+        None => StoreError::Postgres(format!(
+            "{error}: {}",
+            std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default()
+        )),
+    }
 }
 
 fn connect(url: &str) -> R<Connection> {
@@ -125,6 +131,14 @@ fn migrate(client: &mut Client) -> R<()> {
     tx.commit().map_err(pg_error)
 }
 
+/// A random number below `bound` (at least 1), without a dependency.
+fn jitter(bound: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(bound);
+    hasher.finish() % bound.max(1)
+}
+
 /// True when PostgreSQL aborted the transaction so that it may succeed if run again.
 fn retryable(error: &postgres::Error) -> bool {
     error.code().is_some_and(|code| {
@@ -159,7 +173,12 @@ impl Backend for PostgresBackend {
             };
             match result {
                 Ok(()) => return Ok(()),
-                Err((true, _)) if attempt < WRITE_ATTEMPTS => continue,
+                Err((true, _)) if attempt < WRITE_ATTEMPTS => {
+                    // Back off a random, growing while so the conflicting transactions finish.
+                    let ceiling = 1u64 << attempt.min(6);
+                    std::thread::sleep(std::time::Duration::from_micros(jitter(ceiling * 500)));
+                    continue;
+                }
                 Err((_, error)) => return Err(error),
             }
         }
