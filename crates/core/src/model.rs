@@ -97,6 +97,35 @@ pub struct Attempt {
     pub reason: Option<String>,
 }
 
+impl Job {
+    /// A new job whose first attempt is about to be queued; its id is assigned on insert.
+    pub fn queued(
+        name: String,
+        labels: Vec<String>,
+        spec: String,
+        max_attempts: u32,
+        run_id: Option<RunId>,
+        now: Timestamp,
+    ) -> Job {
+        Job {
+            id: JobId(0),
+            name,
+            labels,
+            spec,
+            state: JobState::Queued,
+            conclusion: None,
+            reason: None,
+            max_attempts,
+            attempt: AttemptNo::FIRST,
+            epoch: LeaseEpoch(0),
+            cancel_requested: false,
+            created_at: now,
+            completed_at: None,
+            run_id,
+        }
+    }
+}
+
 impl Attempt {
     /// A fresh queued attempt.
     pub fn queued(job_id: JobId, number: AttemptNo, now: Timestamp) -> Attempt {

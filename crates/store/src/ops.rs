@@ -527,22 +527,14 @@ impl Store {
             });
         }
         self.write(|tx, fx| {
-            let mut job = Job {
-                id: JobId(0),
-                name: new.name.clone(),
-                labels: dispatch::normalize_labels(&new.labels),
-                spec: new.spec.clone(),
-                state: JobState::Queued,
-                conclusion: None,
-                reason: None,
-                max_attempts: new.max_attempts,
-                attempt: AttemptNo::FIRST,
-                epoch: LeaseEpoch(0),
-                cancel_requested: false,
-                created_at: now,
-                completed_at: None,
-                run_id: None,
-            };
+            let mut job = Job::queued(
+                new.name.clone(),
+                dispatch::normalize_labels(&new.labels),
+                new.spec.clone(),
+                new.max_attempts,
+                None,
+                now,
+            );
             job.id = tx.job_insert(&job)?;
             let attempt = Attempt::queued(job.id, AttemptNo::FIRST, now);
             attempt.check_invariants();

@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use baton_core::{
-    Attempt, AttemptNo, EventKind, Job, JobConclusion, JobId, JobState, LeaseEpoch, Run, RunId, Timestamp, dispatch,
-    limits,
+    Attempt, AttemptNo, EventKind, Job, JobConclusion, JobId, JobState, Run, RunId, Timestamp, dispatch, limits,
 };
 use baton_engine::{Action, Outcome, Planner, RunContext, RunState};
 use baton_expr::{Object, Value};
@@ -150,15 +149,8 @@ impl Store {
                 return read_view(tx, run_id);
             }
             run.cancel_requested = true;
-            let workflow = self.workflows.get(&run)?;
-            let inputs = parse_inputs(&run)?;
-            let options = parse_options(&run)?;
-            let planner = Planner::new(RunContext {
-                run_id: run.id.0,
-                workflow: &workflow,
-                inputs: &inputs,
-                any_runner: options.any_runner,
-            });
+            let stored = StoredRun::load(self, &run)?;
+            let planner = stored.planner(&run);
             let mut state = parse_state(&run)?;
             emit(
                 tx,
@@ -204,15 +196,8 @@ pub(crate) fn after_job_finished(
     if run.completed_at.is_some() {
         return Ok(());
     }
-    let workflow = store.workflows.get(&run)?;
-    let inputs = parse_inputs(&run)?;
-    let options = parse_options(&run)?;
-    let planner = Planner::new(RunContext {
-        run_id: run.id.0,
-        workflow: &workflow,
-        inputs: &inputs,
-        any_runner: options.any_runner,
-    });
+    let stored = StoredRun::load(store, &run)?;
+    let planner = stored.planner(&run);
     let mut state = parse_state(&run)?;
     let outcome =
         Outcome::from_conclusion(&job.conclusion.map(|conclusion| conclusion.to_string()).unwrap_or_default());
@@ -338,22 +323,7 @@ fn insert_leg(
     let labels = dispatch::normalize_labels(&spec.labels);
     let refused = crate::ops::check_labels(&labels).err().map(|error| error.to_string());
     let spec_json = serde_json::to_string(spec).map_err(json_error)?;
-    let mut job = Job {
-        id: JobId(0),
-        name,
-        labels: labels.clone(),
-        spec: spec_json,
-        state: JobState::Queued,
-        conclusion: None,
-        reason: None,
-        max_attempts: limits::MAX_ATTEMPTS_DEFAULT,
-        attempt: AttemptNo::FIRST,
-        epoch: LeaseEpoch(0),
-        cancel_requested: false,
-        created_at: now,
-        completed_at: None,
-        run_id: Some(run_id),
-    };
+    let mut job = Job::queued(name, labels.clone(), spec_json, limits::MAX_ATTEMPTS_DEFAULT, Some(run_id), now);
     job.id = tx.job_insert(&job)?;
     let mut attempt = Attempt::queued(job.id, AttemptNo::FIRST, now);
     if let Some(reason) = &refused {
@@ -418,6 +388,33 @@ fn read_view(tx: &mut dyn Tx, run_id: RunId) -> Result<RunView> {
         jobs.insert(job.id, JobView { job, attempts });
     }
     Ok(RunView { run, state, jobs })
+}
+
+/// What the planner needs of a stored run besides its state: the parsed workflow (cached),
+/// the typed inputs and the options.
+struct StoredRun {
+    workflow: Arc<Workflow>,
+    inputs: Object,
+    any_runner: bool,
+}
+
+impl StoredRun {
+    fn load(store: &Store, run: &Run) -> Result<StoredRun> {
+        Ok(StoredRun {
+            workflow: store.workflows.get(run)?,
+            inputs: parse_inputs(run)?,
+            any_runner: parse_options(run)?.any_runner,
+        })
+    }
+
+    fn planner(&self, run: &Run) -> Planner<'_> {
+        Planner::new(RunContext {
+            run_id: run.id.0,
+            workflow: &self.workflow,
+            inputs: &self.inputs,
+            any_runner: self.any_runner,
+        })
+    }
 }
 
 fn parse_state(run: &Run) -> Result<RunState> {
