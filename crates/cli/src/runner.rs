@@ -1,10 +1,11 @@
 //! `baton runner` and the hidden `baton runner-worker`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use baton_runner::listener::{self, Registration, RunnerConfig, Signal};
+use baton_runner::listener::{self, ProcessWorkers, Registration, RunnerConfig, Signal};
 use baton_runner::protocol::Escalation;
 use clap::Args;
 
@@ -96,7 +97,11 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
             sigterm_grace_ms: u64::try_from(args.sigterm_grace.as_millis()).unwrap_or(u64::MAX),
         },
         poll_wait: args.poll_wait,
-        worker_command: vec![program.display().to_string(), baton_runner::WORKER_SUBCOMMAND.to_string()],
+        workers: Arc::new(ProcessWorkers {
+            command: vec![program.display().to_string(), baton_runner::WORKER_SUBCOMMAND.to_string()],
+        }),
+        renew_on_own_thread: true,
+        transport: None,
     };
     let (signals_tx, signals) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(forward_signals(signals_tx));

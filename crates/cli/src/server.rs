@@ -212,7 +212,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let configured_token = config.admin_token.clone();
     let data_dir = match &config.database {
         Database::Sqlite { path, .. } => path.parent().map(Path::to_path_buf),
-        Database::Memory | Database::Postgres { .. } => None,
+        Database::Memory | Database::SharedMemory(_) | Database::Postgres { .. } => None,
     };
     let server = Server::start(config).await.context("start the server")?;
     if let Some(token) = server.generated_admin_token() {

@@ -3,16 +3,25 @@
 //! **Invariant:** this is the only way the runner, the scaler, the CLI and the tests reach the
 //! server. Retry policy lives here and nowhere else: [`Error::is_retryable`] decides from the
 //! error's kind, never from message text, and [`Backoff`] spaces the retries.
+//!
+//! Every request goes through a [`Transport`]: reqwest by default, or the simulation's own
+//! through [`Client::with_transport`].
 
+pub mod entropy;
+pub mod transport;
 pub mod webhook;
+use std::sync::Arc;
 use std::time::Duration;
 
 use baton_api as api;
-use reqwest::{Method, StatusCode};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use api::ErrorBody;
+use transport::ReqwestTransport;
+pub use transport::{ResponseBody, Transport, TransportError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,7 +34,7 @@ pub enum Error {
         method: Method,
         url: String,
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// The answer was not what the API promises.
     #[error("{method} {url}: unreadable answer: {message}")]
@@ -90,18 +99,14 @@ impl Backoff {
 }
 
 fn rand_below(bound: u64) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // A fresh SipHash key per call is random enough to spread retries; no crypto needed.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(bound);
-    hasher.finish() % bound
+    entropy::below(bound)
 }
 
 /// A client of one Baton server, with an optional bearer token (admin token or runner
 /// credential).
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     base: String,
     token: Option<String>,
 }
@@ -110,27 +115,24 @@ pub struct Client {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
+    /// A client that reaches the server over the network, through a pooled reqwest client.
     pub fn new(base_url: &str, token: Option<String>) -> Result<Client> {
-        let base = base_url.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::InvalidUrl {
-                url: base_url.into(),
-                message: "must start with http:// or https://".into(),
-            });
-        }
-        // One TLS provider for the whole process; a second install is a harmless no-op.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
+        let base = check_base_url(base_url)?;
+        let transport = ReqwestTransport::new()
             .map_err(|error| Error::InvalidUrl { url: base_url.into(), message: error.to_string() })?;
-        Ok(Client { http, base, token })
+        Ok(Client { transport: Arc::new(transport), base, token })
     }
 
-    /// The same server with another bearer token.
+    /// A client whose requests `transport` carries, e.g. the simulation's network. `base_url`
+    /// is checked as [`Client::new`] checks it, and still prefixes every request's URI.
+    pub fn with_transport(base_url: &str, token: Option<String>, transport: Arc<dyn Transport>) -> Result<Client> {
+        let base = check_base_url(base_url)?;
+        Ok(Client { transport, base, token })
+    }
+
+    /// The same server, through the same transport, with another bearer token.
     pub fn with_token(&self, token: impl Into<String>) -> Client {
-        Client { http: self.http.clone(), base: self.base.clone(), token: Some(token.into()) }
+        Client { transport: Arc::clone(&self.transport), base: self.base.clone(), token: Some(token.into()) }
     }
 
     pub fn base_url(&self) -> &str {
@@ -145,8 +147,8 @@ impl Client {
         timeout: Duration,
     ) -> Result<T> {
         let response = self.send(method.clone(), path, body, timeout).await?;
-        let url = response.url().to_string();
-        let bytes = response.bytes().await.map_err(|source| Error::Transport {
+        let url = answer_url(&response, || format!("{}{}", self.base, path));
+        let bytes = response.into_body().bytes().await.map_err(|source| Error::Transport {
             method: method.clone(),
             url: url.clone(),
             source,
@@ -160,25 +162,24 @@ impl Client {
         path: &str,
         body: Option<&B>,
         timeout: Duration,
-    ) -> Result<reqwest::Response> {
+    ) -> Result<http::Response<ResponseBody>> {
         let url = format!("{}{}", self.base, path);
-        let mut request = self.http.request(method.clone(), &url).timeout(timeout);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        let transport_error = |source| Error::Transport { method: method.clone(), url: url.clone(), source };
+        let mut request = new_request(&method, &url).map_err(transport_error)?;
+        self.authorize(&mut request).map_err(transport_error)?;
         if let Some(body) = body {
-            request = request.json(body);
+            // reqwest's `json()` reported a body that does not serialize as a failure to send;
+            // it stays one, so `is_retryable` answers as before.
+            let json = serde_json::to_vec(body).map_err(|error| transport_error(TransportError::new(error)))?;
+            request.headers_mut().entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+            *request.body_mut() = json;
         }
-        let response = request.send().await.map_err(|source| Error::Transport {
-            method: method.clone(),
-            url: url.clone(),
-            source,
-        })?;
+        let response = self.transport.send(request, Some(timeout)).await.map_err(transport_error)?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let bytes = response.bytes().await.map_err(|source| Error::Transport {
+        let bytes = response.into_body().bytes().await.map_err(|source| Error::Transport {
             method: method.clone(),
             url: url.clone(),
             source,
@@ -210,22 +211,14 @@ impl Client {
     /// Sends raw bytes as a JSON body, for tests of the server's input handling.
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
         let url = format!("{}{}", self.base, path);
-        let mut request = self
-            .http
-            .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(REQUEST_TIMEOUT);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|source| Error::Transport {
-            method: Method::POST,
-            url: url.clone(),
-            source,
-        })?;
+        let transport_error = |source| Error::Transport { method: Method::POST, url: url.clone(), source };
+        let mut request = new_request(&Method::POST, &url).map_err(transport_error)?;
+        request.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        *request.body_mut() = body;
+        self.authorize(&mut request).map_err(transport_error)?;
+        let response = self.transport.send(request, Some(REQUEST_TIMEOUT)).await.map_err(transport_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|source| Error::Transport {
+        let bytes = response.into_body().bytes().await.map_err(|source| Error::Transport {
             method: Method::POST,
             url: url.clone(),
             source,
@@ -426,8 +419,13 @@ impl Client {
 
     pub async fn metrics_text(&self) -> Result<String> {
         let response = self.send::<()>(Method::GET, "/metrics", None, REQUEST_TIMEOUT).await?;
-        let url = response.url().to_string();
-        response.text().await.map_err(|source| Error::Transport { method: Method::GET, url, source })
+        let url = answer_url(&response, || format!("{}/metrics", self.base));
+        let bytes = response.into_body().bytes().await.map_err(|source| Error::Transport {
+            method: Method::GET,
+            url,
+            source,
+        })?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     pub async fn openapi(&self) -> Result<serde_json::Value> {
@@ -438,18 +436,15 @@ impl Client {
     pub async fn events(&self, after: i64) -> Result<EventStream> {
         let path = format!("/api/v1/events?after={after}");
         let url = format!("{}{}", self.base, path);
-        let mut request = self.http.get(&url).header("accept", "text/event-stream");
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|source| Error::Transport {
-            method: Method::GET,
-            url: url.clone(),
-            source,
-        })?;
+        let transport_error = |source| Error::Transport { method: Method::GET, url: url.clone(), source };
+        let mut request = new_request(&Method::GET, &url).map_err(transport_error)?;
+        request.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        self.authorize(&mut request).map_err(transport_error)?;
+        // No timeout: the stream stays open for as long as the server keeps it.
+        let response = self.transport.send(request, None).await.map_err(transport_error)?;
         if !response.status().is_success() {
             let status = response.status();
-            let bytes = response.bytes().await.unwrap_or_default();
+            let bytes = response.into_body().bytes().await.unwrap_or_default();
             let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
                 code: format!("http_{}", status.as_u16()),
                 message: String::from_utf8_lossy(&bytes).into(),
@@ -457,14 +452,51 @@ impl Client {
             });
             return Err(Error::Api { method: Method::GET, url, status, body });
         }
-        Ok(EventStream { response, buffer: Vec::new(), url })
+        Ok(EventStream { body: response.into_body(), buffer: Vec::new(), url })
     }
+
+    /// Adds the bearer token, marked sensitive as reqwest's `bearer_auth` marks it.
+    fn authorize(&self, request: &mut http::Request<Vec<u8>>) -> Result<(), TransportError> {
+        if let Some(token) = &self.token {
+            let mut value = HeaderValue::try_from(format!("Bearer {token}")).map_err(TransportError::new)?;
+            value.set_sensitive(true);
+            request.headers_mut().append(AUTHORIZATION, value);
+        }
+        Ok(())
+    }
+}
+
+/// The server's base URL without its trailing slashes, if it is an http(s) URL.
+fn check_base_url(base_url: &str) -> Result<String> {
+    let base = base_url.trim_end_matches('/').to_string();
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(Error::InvalidUrl { url: base_url.into(), message: "must start with http:// or https://".into() });
+    }
+    Ok(base)
+}
+
+/// A request to `url` with no headers and an empty body.
+///
+/// The URL is parsed as reqwest parses it (which percent-encodes, say, a space in a runner
+/// name) before it becomes the request's URI, so every transport sees what reqwest would send.
+fn new_request(method: &Method, url: &str) -> Result<http::Request<Vec<u8>>, TransportError> {
+    let parsed = reqwest::Url::parse(url).map_err(TransportError::new)?;
+    let uri: http::Uri = parsed.as_str().parse().map_err(TransportError::new)?;
+    let mut request = http::Request::new(Vec::new());
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = uri;
+    Ok(request)
+}
+
+/// The URL an answer came from: the one after redirects when the transport knows it.
+fn answer_url(response: &http::Response<ResponseBody>, requested: impl FnOnce() -> String) -> String {
+    response.body().final_url().map_or_else(requested, str::to_string)
 }
 
 /// An open server-sent event stream of [`api::Event`]s.
 #[derive(Debug)]
 pub struct EventStream {
-    response: reqwest::Response,
+    body: ResponseBody,
     buffer: Vec<u8>,
     url: String,
 }
@@ -501,7 +533,7 @@ impl EventStream {
                     message: "event over 4 MiB".into(),
                 }));
             }
-            match self.response.chunk().await {
+            match self.body.chunk().await {
                 Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
                 Ok(None) => return None,
                 Err(source) => {
@@ -554,5 +586,8 @@ mod tests {
         assert!(api_error(429).is_retryable());
         assert!(!api_error(409).is_retryable());
         assert!(!api_error(401).is_retryable());
+        let transport_error = |source| Error::Transport { method: Method::GET, url: "http://x".into(), source };
+        assert!(transport_error(TransportError::new("connection reset")).is_retryable());
+        assert!(transport_error(TransportError::timed_out("no answer in 30s")).is_retryable());
     }
 }

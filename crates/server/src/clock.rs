@@ -5,9 +5,10 @@
 //! operator) therefore cannot expire or extend leases. Across restarts, the store's outage
 //! extension (`Store::mark_alive`) takes over.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use baton_core::Timestamp;
+use tokio::time::Instant;
 
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> Timestamp;
@@ -26,6 +27,11 @@ impl SystemClock {
             .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
         SystemClock { base_millis, start: Instant::now() }
+    }
+
+    /// A clock that reads `origin` now (the simulator's fixed epoch).
+    pub fn starting_at(origin: Timestamp) -> SystemClock {
+        SystemClock { base_millis: origin.0, start: Instant::now() }
     }
 }
 

@@ -16,6 +16,21 @@ pub enum Database {
     Memory,
     /// A PostgreSQL database (`postgres://user:password@host:port/db`).
     Postgres { url: String },
+    /// In memory, owned by the caller, who may open another server over it after this one
+    /// stopped or crashed: the simulator's restarts.
+    SharedMemory(std::sync::Arc<baton_store::mem::MemBackend>),
+}
+
+/// Where store transactions run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Execution {
+    /// On tokio's blocking threads: transactions are synchronous and may wait on disk.
+    #[default]
+    Blocking,
+    /// On the calling task. Only for an in-memory store on a single-threaded runtime (the
+    /// simulator), where it keeps every schedule reproducible; a slow transaction stalls the
+    /// runtime.
+    Inline,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +44,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Webhook delivery: retries and the addresses deliveries may reach.
     pub webhooks: crate::webhooks::WebhookSettings,
+    pub execution: Execution,
+    /// The wall time the server's clock starts at; the system time when absent. The clock then
+    /// advances with tokio's monotonic clock (virtual under a paused runtime).
+    pub clock_origin: Option<baton_core::Timestamp>,
 }
 
 impl Config {
@@ -41,6 +60,8 @@ impl Config {
             sweep_interval: Duration::from_secs(1),
             admin_token: None,
             webhooks: crate::webhooks::WebhookSettings::default(),
+            execution: Execution::Blocking,
+            clock_origin: None,
         }
     }
 }

@@ -52,6 +52,21 @@ impl Server {
     /// Like [`Server::start`], on a listener the caller bound.
     pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
         let addr = listener.local_addr().context("read the listener's address")?;
+        // Small request/response exchanges must not wait for Nagle's algorithm: without
+        // TCP_NODELAY a response split across segments stalls on the client's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::warn!(%error, "set TCP_NODELAY");
+            }
+        });
+        Server::serve(config, listener, addr).await
+    }
+
+    /// Like [`Server::start`], on any listener: the simulator's simulated sockets.
+    pub async fn serve<L>(config: Config, listener: L, addr: SocketAddr) -> anyhow::Result<Server>
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (state, generated_admin_token) = AppState::open(&config, shutdown_rx.clone()).await?;
         // Record liveness (extending deadlines after an outage) before the first request.
@@ -60,15 +75,8 @@ impl Server {
         sweeper::spawn(state.clone(), config.sweep_interval, shutdown_rx.clone());
         webhooks::spawn(state.clone(), config.webhooks.clone(), shutdown_rx.clone());
         let mut wait_for_shutdown = shutdown_rx;
-        // Small request/response exchanges must not wait for Nagle's algorithm: without
-        // TCP_NODELAY a response split across segments stalls on the client's delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::warn!(%error, "set TCP_NODELAY");
-            }
-        });
         let task = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            axum::serve(listener, app.into_make_service())
                 .with_graceful_shutdown(async move {
                     let _ = wait_for_shutdown.wait_for(|stop| *stop).await;
                 })

@@ -4,7 +4,7 @@
 //! hub wakes the long-polls of those runners and every event stream, and revokes the cached
 //! credentials of runners that became gone. Nobody polls the store on a timer to find out.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use baton_core::RunnerId;
@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 
 #[derive(Debug)]
 pub struct Hub {
-    runners: Mutex<HashMap<RunnerId, Arc<Notify>>>,
+    runners: Mutex<BTreeMap<RunnerId, Arc<Notify>>>,
     /// Bumped after every commit that appended events.
     events: watch::Sender<u64>,
     metrics: Arc<Metrics>,
@@ -24,7 +24,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(metrics: Arc<Metrics>, credentials: Arc<crate::auth::CredentialCache>) -> Hub {
-        Hub { runners: Mutex::new(HashMap::new()), events: watch::channel(0).0, metrics, credentials }
+        Hub { runners: Mutex::new(BTreeMap::new()), events: watch::channel(0).0, metrics, credentials }
     }
 
     /// The notification a runner's long-polls wait on.

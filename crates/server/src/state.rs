@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::auth::{self, JobTokens};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Database};
+use crate::config::{Config, Database, Execution};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::notify::Hub;
@@ -27,6 +27,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub metrics: Arc<Metrics>,
     pub shutdown: watch::Receiver<bool>,
+    execution: Execution,
 }
 
 impl AppState {
@@ -41,7 +42,8 @@ impl AppState {
         let hub = Arc::new(Hub::new(metrics.clone(), credentials.clone()));
         let database = config.database.clone();
         let timeouts = config.timeouts;
-        let mut store = tokio::task::spawn_blocking(move || match database {
+        let execution = config.execution;
+        let mut store = execute(execution, move || match database {
             Database::Sqlite { path, durability } => {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
@@ -50,6 +52,7 @@ impl AppState {
             }
             Database::Memory => Ok(Store::open_memory(timeouts)),
             Database::Postgres { url } => Store::open_postgres(&url, timeouts).context("open the PostgreSQL database"),
+            Database::SharedMemory(backend) => Ok(Store::new(Box::new(backend), timeouts)),
         })
         .await
         .context("join the store opener")??;
@@ -59,7 +62,7 @@ impl AppState {
         let admin_token = config.admin_token.clone();
         let (admin_token_hash, generated, job_token_key) = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || -> anyhow::Result<(String, Option<String>, String)> {
+            execute(execution, move || -> anyhow::Result<(String, Option<String>, String)> {
                 let (hash, generated) = match admin_token {
                     Some(token) => {
                         let hash = auth::hash(&token);
@@ -86,13 +89,17 @@ impl AppState {
         let key = hex::decode(&job_token_key).context("the stored job-token key is not hex")?;
         let state = AppState {
             store,
-            clock: Arc::new(SystemClock::new()),
+            clock: Arc::new(match config.clock_origin {
+                Some(origin) => SystemClock::starting_at(origin),
+                None => SystemClock::new(),
+            }),
             admin_token_hash,
             job_tokens: JobTokens::new(key),
             credentials,
             hub,
             metrics,
             shutdown,
+            execution,
         };
         Ok((Arc::new(state), generated))
     }
@@ -109,17 +116,38 @@ impl AppState {
         &self.store
     }
 
-    /// Runs a store script on a blocking thread: transactions are synchronous.
+    /// Runs a store script on a blocking thread (transactions are synchronous), or inline when
+    /// the configuration says so.
     pub async fn run<T, F>(&self, script: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, baton_store::Error> + Send + 'static,
     {
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || script(&store)).await {
+        match execute(self.execution, move || script(&store)).await {
             Ok(outcome) => outcome.map_err(ApiError::from),
             Err(error) => Err(ApiError::internal("store task", error)),
         }
+    }
+
+    /// Runs synchronous work (a store script, parsing a workflow) where the configuration says.
+    pub async fn execute<T, F>(&self, work: F) -> Result<T, tokio::task::JoinError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        execute(self.execution, work).await
+    }
+}
+
+async fn execute<T, F>(execution: Execution, work: F) -> Result<T, tokio::task::JoinError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match execution {
+        Execution::Blocking => tokio::task::spawn_blocking(work).await,
+        Execution::Inline => Ok(work()),
     }
 }
 

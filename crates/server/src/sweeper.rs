@@ -17,6 +17,7 @@ pub fn spawn(state: Arc<AppState>, interval: Duration, mut shutdown: watch::Rece
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
                 _ = ticker.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }

@@ -180,6 +180,7 @@ async fn run(state: Arc<AppState>, settings: WebhookSettings, mut shutdown: watc
             }
         };
         tokio::select! {
+            biased;
             _ = events.changed() => {}
             _ = tokio::time::sleep(wake) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,

@@ -61,6 +61,8 @@ pub trait Tx {
     fn runner_by_credential(&mut self, hash: &str) -> R<Option<Runner>>;
     /// The runner with this name that is not gone, if any.
     fn runner_by_name(&mut self, name: &str) -> R<Option<Runner>>;
+    /// Every runner that ever had `name`, gone ones included, by id.
+    fn runners_named(&mut self, name: &str) -> R<Vec<Runner>>;
     /// Runners with id greater than `after`, by id, at most `limit`.
     fn runners_page(&mut self, after: RunnerId, limit: usize) -> R<Vec<Runner>>;
     /// Runners of `pool` that are not gone, by id.
@@ -156,4 +158,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Runs `body` in one read-only transaction that sees a consistent snapshot.
     fn read(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<()>) -> R<()>;
+}
+
+/// A shared backend is a backend: the simulator keeps its memory store across the restarts of
+/// the servers it opens over it.
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn write(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<bool>) -> R<()> {
+        (**self).write(body)
+    }
+
+    fn read(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<()>) -> R<()> {
+        (**self).read(body)
+    }
 }

@@ -1,15 +1,17 @@
 //! One job on this runner, from accept to acknowledged completion.
 //!
-//! The supervisor starts the worker process, holds the lease, streams the worker's log to the
-//! uploader, and relays cancellation. When the worker exits it makes sure the job's process
-//! groups are empty and removes the attempt directory: only then is the slot free (F3). The
-//! completion is written to disk before it is sent and sent until the server acknowledges it
-//! or says the lease is stale, also after a listener restart.
+//! The supervisor starts the worker (through the runner's [`Workers`] launcher), holds the
+//! lease, streams the worker's log to the uploader, and relays cancellation. When the worker
+//! exits it makes sure nothing of the job is left running (its process groups are empty) and
+//! removes the attempt directory: only then is the slot free (F3). The completion is written
+//! to disk before it is sent and sent until the server acknowledges it or says the lease is
+//! stale, also after a listener restart.
 //!
-//! If the lease is lost, the worker is killed at once and nothing more is reported (fencing).
+//! If the lease is lost, the job's steps are killed at once, the worker is told to stop, and
+//! nothing more is reported (fencing).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,12 +19,12 @@ use baton_api as api;
 use baton_client::{Backoff, Client};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use super::logs::{LogSink, Upload};
 use super::renewer::{LeaseState, Renewer};
-use crate::protocol::{CONTROL_CANCEL, CONTROL_LEASE, Escalation, WorkerEvent, WorkerSpec};
+use super::workers::{Control, WORKER_PID_FILE, WorkerStart, Workers};
+use crate::protocol::{Escalation, WorkerEvent, WorkerSpec};
 use crate::worker::AttemptDirs;
 use crate::worker::process;
 
@@ -46,8 +48,8 @@ pub struct Environment {
     pub state_dir: PathBuf,
     pub runner_name: String,
     pub escalation: Escalation,
-    /// The program and leading arguments that start a worker.
-    pub worker_command: Vec<String>,
+    /// Starts each job's worker.
+    pub workers: Arc<dyn Workers>,
 }
 
 /// What the supervisor tells the listener.
@@ -140,88 +142,61 @@ async fn supervise(
     let logs =
         LogSink::start(env.client.clone(), job_id, attempt, fence.clone(), spool_path(&env.state_dir, job_id, attempt));
 
-    let mut command = tokio::process::Command::new(&env.worker_command[0]);
-    command
-        .args(&env.worker_command[1..])
-        .arg("--attempt-dir")
-        .arg(&dirs.root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        // Dropping the child must not SIGKILL the worker: that would orphan what it reaps. If
-        // the listener goes away, the worker's stdin closes and it stops the job itself.
-        .kill_on_drop(false);
-    let mut worker = command.spawn().context("start the worker process")?;
-    let worker_pgid = worker.id().and_then(|pid| i32::try_from(pid).ok()).context("the worker has a pid")?;
-    std::fs::write(dirs.root.join("worker.pid"), worker_pgid.to_string())?;
-    let mut stdin = worker.stdin.take();
-    let stdout = worker.stdout.take().context("the worker's stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let mut groups = vec![worker_pgid];
+    let mut worker = env.workers.start(WorkerStart { job_id, attempt, dirs: &dirs, spec: &spec })?;
     let mut result: Option<(api::AttemptResult, std::collections::BTreeMap<String, String>, String)> = None;
     let mut fenced = false;
     let mut cancel_sent = false;
 
-    // Relay until the worker closes its stdout (it exits right after its result).
+    // Relay until the worker closes its output (it exits right after its result). The branches
+    // are polled in order: a lost lease is acted on before anything else the worker says, and
+    // a cancel or a renewed lease reaches the worker before its next line is read.
     loop {
         tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(line)) => match serde_json::from_str::<WorkerEvent>(&line) {
-                    Ok(WorkerEvent::Log { text }) => logs.push(text),
-                    // A group id of 0 or 1 would signal the listener's own group or every process.
-                    Ok(WorkerEvent::ProcessGroup { pgid }) if pgid > 1 => groups.push(pgid),
-                    Ok(WorkerEvent::ProcessGroup { pgid }) => tracing::warn!(job_id, pgid, "ignoring an invalid process group id"),
-                    Ok(WorkerEvent::Result { result: outcome, outputs, summary }) => result = Some((outcome, outputs, summary)),
-                    Err(error) => tracing::warn!(job_id, %error, "unreadable line from the worker"),
-                },
-                Ok(None) | Err(_) => break,
-            },
+            biased;
             changed = lease.state.changed() => {
                 let state = if changed.is_ok() { *lease.state.borrow_and_update() } else { LeaseState::Fenced };
                 match state {
                     LeaseState::Fenced => {
                         // Kill first, then stop talking about this attempt: the steps' groups
-                        // now; closing stdin makes the worker sweep whatever escaped them (it
-                        // is their subreaper, so it must not be killed before that).
+                        // now; closing the control channel (below) makes the worker sweep
+                        // whatever escaped them (it is their subreaper, so it must not be
+                        // killed before that).
                         fenced = true;
-                        for &pgid in &groups[1..] {
-                            process::signal_group(pgid, Signal::SIGKILL);
-                        }
-                        stdin = None;
+                        worker.kill_steps();
                         break;
                     }
                     LeaseState::CancelRequested if !cancel_sent => {
                         cancel_sent = true;
-                        send_cancel(&mut stdin).await;
+                        worker.send_control(Control::Cancel).await;
                     }
                     _ => {}
                 }
             },
+            _ = &mut cancel, if !cancel_sent => {
+                cancel_sent = true;
+                worker.send_control(Control::Cancel).await;
+            },
             valid = lease.valid_until.changed() => {
                 if valid.is_ok() {
                     let left = lease.valid_until.borrow_and_update().saturating_duration_since(tokio::time::Instant::now());
-                    send_control(&mut stdin, &format!("{CONTROL_LEASE} {}", millis(left))).await;
+                    worker.send_control(Control::LeaseLeft { valid_for_ms: millis(left) }).await;
                 }
             },
-            _ = &mut cancel, if !cancel_sent => {
-                cancel_sent = true;
-                send_cancel(&mut stdin).await;
-            }
+            event = worker.next_event() => match event {
+                Some(WorkerEvent::Log { text }) => logs.push(text),
+                Some(WorkerEvent::Result { result: outcome, outputs, summary }) => result = Some((outcome, outputs, summary)),
+                // The launcher keeps the job's process groups: it kills and waits for them.
+                Some(WorkerEvent::ProcessGroup { .. }) => {}
+                None => break,
+            },
         }
     }
-    drop(stdin);
-    let status = match tokio::time::timeout(WORKER_EXIT_GRACE, worker.wait()).await {
-        Ok(status) => status.context("wait for the worker")?,
-        Err(_) => {
-            tracing::warn!(job_id, "the worker did not stop after its control pipe closed; killing it");
-            process::signal_group(worker_pgid, Signal::SIGKILL);
-            worker.wait().await.context("wait for the killed worker")?
-        }
-    };
+    worker.close_control();
+    let status = worker.reap(WORKER_EXIT_GRACE).await?;
     // The job's slot is free only once nothing of it is left: worker reaped, every process
     // group it reported empty, its directory gone.
-    wait_groups_empty(&groups).await;
+    worker.wait_job_gone().await;
+    drop(worker);
     remove_tree(&dirs.root);
     let job_dir = env.work_dir.join(job_id.to_string());
     let _ = std::fs::remove_dir(&job_dir);
@@ -262,38 +237,12 @@ async fn supervise(
     Ok(())
 }
 
-async fn send_cancel(stdin: &mut Option<tokio::process::ChildStdin>) {
-    send_control(stdin, CONTROL_CANCEL).await;
-}
-
-async fn send_control(stdin: &mut Option<tokio::process::ChildStdin>, word: &str) {
-    if let Some(pipe) = stdin.as_mut() {
-        let _ = pipe.write_all(format!("{word}\n").as_bytes()).await;
-        let _ = pipe.flush().await;
-    }
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// How long a worker whose control pipe closed may take to sweep and exit before it is killed.
 const WORKER_EXIT_GRACE: Duration = Duration::from_secs(3);
-
-/// Waits until every process group is empty, killing stragglers after a while.
-async fn wait_groups_empty(groups: &[i32]) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    let mut delay = Duration::from_millis(1);
-    while groups.iter().any(|&pgid| process::group_alive(pgid)) {
-        if tokio::time::Instant::now() >= deadline {
-            for &pgid in groups {
-                process::signal_group(pgid, Signal::SIGKILL);
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(50));
-    }
-}
 
 fn remove_tree(path: &Path) {
     let first = std::fs::remove_dir_all(path);
@@ -442,7 +391,7 @@ pub async fn replay(client: &Client, renewer: &Renewer, state_dir: &Path, pendin
 /// Completions a previous run of the listener persisted but did not deliver.
 pub fn pending_completions(state_dir: &Path) -> Vec<PendingCompletion> {
     let Ok(entries) = std::fs::read_dir(pending_dir(state_dir)) else { return Vec::new() };
-    let mut out = Vec::new();
+    let mut out: Vec<PendingCompletion> = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|extension| extension == "json") {
@@ -457,6 +406,9 @@ pub fn pending_completions(state_dir: &Path) -> Vec<PendingCompletion> {
             }
         }
     }
+    // In attempt order, not the directory's, so that a restart replays them the same way
+    // every time.
+    out.sort_by_key(|pending| (pending.job_id, pending.attempt));
     out
 }
 
@@ -469,7 +421,7 @@ pub fn collect_garbage(work_dir: &Path) {
         for attempt in attempts.flatten() {
             let dir = attempt.path();
             if let Some(pgid) =
-                std::fs::read_to_string(dir.join("worker.pid")).ok().and_then(|text| text.trim().parse::<i32>().ok())
+                std::fs::read_to_string(dir.join(WORKER_PID_FILE)).ok().and_then(|text| text.trim().parse::<i32>().ok())
                 && pgid > 1
                 && is_worker(pgid)
             {
@@ -492,8 +444,213 @@ fn is_worker(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::process::ExitStatus;
+    use std::sync::Mutex;
+
+    use expect_test::expect;
 
     use super::*;
+    use crate::listener::workers::{BoxFuture, Worker};
+
+    /// Workers the test drives: their events come from the test, and what the supervisor does
+    /// to them is written down.
+    #[derive(Debug)]
+    struct FakeWorkers {
+        events: Mutex<Option<mpsc::UnboundedReceiver<WorkerEvent>>>,
+        controls: mpsc::UnboundedSender<Control>,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Workers for FakeWorkers {
+        fn start(&self, start: WorkerStart<'_>) -> anyhow::Result<Box<dyn Worker>> {
+            let events = self.events.lock().expect("not poisoned").take().context("one worker per test")?;
+            let spec_written = start.dirs.spec_path().exists();
+            self.calls.lock().expect("not poisoned").push(format!(
+                "start {}/{} spec_written={spec_written} spec_job_id={}",
+                start.job_id, start.attempt, start.spec.job_id
+            ));
+            Ok(Box::new(FakeWorker {
+                events,
+                controls: self.controls.clone(),
+                calls: self.calls.clone(),
+                root: start.dirs.root.clone(),
+            }))
+        }
+    }
+
+    #[derive(Debug)]
+    struct FakeWorker {
+        events: mpsc::UnboundedReceiver<WorkerEvent>,
+        controls: mpsc::UnboundedSender<Control>,
+        calls: Arc<Mutex<Vec<String>>>,
+        root: PathBuf,
+    }
+
+    impl FakeWorker {
+        fn record(&self, call: String) {
+            self.calls.lock().expect("not poisoned").push(call);
+        }
+    }
+
+    impl Worker for FakeWorker {
+        fn next_event(&mut self) -> BoxFuture<'_, Option<WorkerEvent>> {
+            Box::pin(self.events.recv())
+        }
+
+        fn send_control(&mut self, control: Control) -> BoxFuture<'_, ()> {
+            self.record(format!("control {}", control.line()));
+            let _ = self.controls.send(control);
+            Box::pin(std::future::ready(()))
+        }
+
+        fn close_control(&mut self) {
+            self.record("close_control".to_string());
+        }
+
+        fn kill_steps(&mut self) {
+            self.record("kill_steps".to_string());
+        }
+
+        fn reap(&mut self, grace: Duration) -> BoxFuture<'_, anyhow::Result<ExitStatus>> {
+            use std::os::unix::process::ExitStatusExt;
+            self.record(format!("reap grace={grace:?}"));
+            Box::pin(std::future::ready(Ok(ExitStatus::from_raw(0))))
+        }
+
+        fn wait_job_gone(&mut self) -> BoxFuture<'_, ()> {
+            self.record(format!("wait_job_gone dir_exists={}", self.root.exists()));
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        env: Environment,
+        events: mpsc::UnboundedSender<WorkerEvent>,
+        controls: mpsc::UnboundedReceiver<Control>,
+        calls: Arc<Mutex<Vec<String>>>,
+    }
+
+    /// A supervisor environment whose server never answers: renewals and uploads fail and are
+    /// retried, so the lease is fenced once its deadline passes.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (controls_tx, controls_rx) = mpsc::unbounded_channel();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let workers = FakeWorkers { events: Mutex::new(Some(events_rx)), controls: controls_tx, calls: calls.clone() };
+        // Port 1 on the loopback interface refuses connections.
+        let client = Client::new("http://127.0.0.1:1", Some("runner-token".to_string())).expect("client");
+        let env = Environment {
+            client: client.clone(),
+            renewer: Renewer::on_current_runtime(client),
+            work_dir: dir.path().join("work"),
+            state_dir: dir.path().join("state"),
+            runner_name: "runner-1".to_string(),
+            escalation: Escalation::default(),
+            workers: Arc::new(workers),
+        };
+        Fixture { _dir: dir, env, events: events_tx, controls: controls_rx, calls }
+    }
+
+    fn offer(job_id: i64, attempt: u32) -> api::JobOffer {
+        api::JobOffer {
+            job_id,
+            attempt,
+            epoch: 1,
+            token: "job-token".to_string(),
+            spec: api::JobSpec {
+                name: "build".to_string(),
+                labels: Vec::new(),
+                env: Default::default(),
+                steps: Vec::new(),
+                timeout_minutes: None,
+                max_attempts: None,
+                contexts: None,
+                outputs: None,
+            },
+            secrets: Default::default(),
+        }
+    }
+
+    fn joined(calls: &Mutex<Vec<String>>) -> String {
+        calls.lock().expect("not poisoned").join("\n")
+    }
+
+    #[tokio::test]
+    async fn a_fake_workers_events_reach_the_log_spool_and_the_completion() {
+        let Fixture { _dir, env, events, mut controls, calls } = fixture();
+        let (reports_tx, mut reports) = mpsc::unbounded_channel();
+        let lease_ttl = Duration::from_secs(3600);
+        let mut handle = start(env.clone(), offer(7, 1), lease_ttl, tokio::time::Instant::now(), reports_tx);
+
+        events.send(WorkerEvent::Log { text: "hello\n".to_string() }).expect("worker running");
+        handle.cancel();
+        assert_eq!(controls.recv().await, Some(Control::Cancel));
+        events.send(WorkerEvent::ProcessGroup { pgid: 4242 }).expect("worker running");
+        let outputs = std::collections::BTreeMap::from([("answer".to_string(), "42".to_string())]);
+        let result = WorkerEvent::Result { result: api::AttemptResult::Cancelled, outputs, summary: String::new() };
+        events.send(result).expect("worker running");
+        drop(events);
+
+        // The slot is free only after the worker was reaped, nothing of the job is left and
+        // its directory is gone.
+        assert!(matches!(reports.recv().await, Some(Report::SlotFree { attempt: (7, 1) })));
+        assert!(!attempt_dir(&env.work_dir, 7, 1).exists());
+        expect![[r#"
+            start 7/1 spec_written=true spec_job_id=7
+            control cancel
+            close_control
+            reap grace=3s
+            wait_job_gone dir_exists=true"#]]
+        .assert_eq(&joined(&calls));
+
+        // The server never answers, so the completion stays on disk, after the whole log.
+        let pending = pending_path(&env.state_dir, 7, 1);
+        for _ in 0..500 {
+            if pending.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let completions = pending_completions(&env.state_dir);
+        assert_eq!(completions.len(), 1);
+        assert_eq!(completions[0].result, api::AttemptResult::Cancelled);
+        expect![[r#"{"answer": "42"}"#]].assert_eq(&format!("{:?}", completions[0].outputs));
+        let spool = std::fs::read_to_string(spool_path(&env.state_dir, 7, 1)).expect("read the spool");
+        expect![[r#"
+            {"seq":1,"data":"hello\n"}
+        "#]]
+        .assert_eq(&spool);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_that_cannot_be_renewed_fences_the_fake_worker() {
+        let Fixture { _dir, env, events, controls: _, calls } = fixture();
+        let (reports_tx, mut reports) = mpsc::unbounded_channel();
+        let lease_ttl = Duration::from_secs(45);
+        let accepted_at = tokio::time::Instant::now();
+        let _handle = start(env.clone(), offer(8, 2), lease_ttl, accepted_at, reports_tx);
+        events.send(WorkerEvent::Log { text: "working\n".to_string() }).expect("worker running");
+
+        assert!(matches!(reports.recv().await, Some(Report::SlotFree { attempt: (8, 2) })));
+        // No renewal succeeded: the job is fenced at the deadline minus a fifth of the ttl.
+        let fenced_after = accepted_at.elapsed();
+        assert!(fenced_after >= Duration::from_secs(36), "fenced after {fenced_after:?}");
+        assert!(fenced_after < Duration::from_secs(45), "fenced after {fenced_after:?}");
+        expect![[r#"
+            start 8/2 spec_written=true spec_job_id=8
+            kill_steps
+            close_control
+            reap grace=3s
+            wait_job_gone dir_exists=true"#]]
+        .assert_eq(&joined(&calls));
+        assert!(matches!(reports.recv().await, Some(Report::Done { attempt: (8, 2) })));
+        // A fenced attempt reports nothing: no completion, no log.
+        assert!(pending_completions(&env.state_dir).is_empty());
+        assert!(!spool_path(&env.state_dir, 8, 2).exists());
+        assert!(!attempt_dir(&env.work_dir, 8, 2).exists());
+    }
 
     #[test]
     fn the_spec_file_is_private() {

@@ -153,16 +153,21 @@ async fn run(
             (None, at) => at,
         };
         tokio::select! {
+            // A batch that is due is cut (and a retry that is due is sent) before more text
+            // joins it; the loop's top does both.
+            biased;
+            _ = sleep_until_opt(wake) => {}
             text = receiver.recv(), if open => match text {
                 Some(text) => {
-                    if batch.is_empty() {
+                    push_split(&mut batch, &text, &mut spool)?;
+                    // Only a batch with text in it starts the clock: an empty one is never cut,
+                    // so its deadline would wake this loop over and over.
+                    if batch_started.is_none() && !batch.is_empty() {
                         batch_started = Some(tokio::time::Instant::now());
                     }
-                    push_split(&mut batch, &text, &mut spool)?;
                 }
                 None => open = false,
             },
-            _ = sleep_until_opt(wake) => {}
         }
     }
 }

@@ -12,9 +12,11 @@ pub mod credentials;
 pub mod job;
 pub mod logs;
 pub mod renewer;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -24,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::protocol::Escalation;
 use job::{JobHandle, Report};
+pub use workers::{Control, ProcessWorkers, Worker, WorkerStart, Workers};
 
 /// How the runner identifies itself the first time.
 #[derive(Debug, Clone)]
@@ -50,8 +53,15 @@ pub struct RunnerConfig {
     pub escalation: Escalation,
     /// The longest a poll waits on the server.
     pub poll_wait: Duration,
-    /// The program and leading arguments that start a worker (`baton runner-worker`).
-    pub worker_command: Vec<String>,
+    /// Starts each job's worker: [`ProcessWorkers`] (`baton runner-worker` processes), or
+    /// the simulator's.
+    pub workers: Arc<dyn Workers>,
+    /// Renew leases on a thread and runtime of their own (production), or on the runtime the
+    /// listener runs on (the simulator, whose runner must leave nothing behind when it crashes).
+    pub renew_on_own_thread: bool,
+    /// How requests reach the server; reqwest over TCP when absent (the simulator plugs in its
+    /// simulated network).
+    pub transport: Option<std::sync::Arc<dyn baton_client::Transport>>,
 }
 
 /// Signals from the outside world.
@@ -73,11 +83,17 @@ pub async fn run(mut config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<
         std::fs::canonicalize(&config.work_dir).with_context(|| format!("resolve {}", config.work_dir.display()))?;
     config.state_dir =
         std::fs::canonicalize(&config.state_dir).with_context(|| format!("resolve {}", config.state_dir.display()))?;
-    let anonymous = Client::new(&config.server, None).context("configure the server URL")?;
+    let anonymous = server_client(&config, None).context("configure the server URL")?;
     let credentials = obtain_credentials(&config, &anonymous).await?;
     let client = anonymous.with_token(credentials.credential.clone());
-    let renewer_client = Client::new(&config.server, Some(credentials.credential.clone()))?;
-    let renewer = renewer::Renewer::start(renewer_client).context("start the renewal thread")?;
+    // The renewer's own client: in production its own connection pool, so log uploads cannot
+    // delay renewals.
+    let renewer_client = server_client(&config, Some(credentials.credential.clone()))?;
+    let renewer = if config.renew_on_own_thread {
+        renewer::Renewer::start(renewer_client).context("start the renewal thread")?
+    } else {
+        renewer::Renewer::on_current_runtime(renewer_client)
+    };
 
     // Nothing of an earlier run may linger: its attempt directories go, its undelivered
     // completions are delivered.
@@ -98,7 +114,7 @@ pub async fn run(mut config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<
         state_dir: config.state_dir.clone(),
         runner_name: credentials.name.clone(),
         escalation: config.escalation,
-        worker_command: config.worker_command.clone(),
+        workers: config.workers.clone(),
     };
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let mut session = open_session(&client).await?;
@@ -125,7 +141,39 @@ pub async fn run(mut config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<
             .poll_wait
             .min(Duration::from_secs(session.timeouts.long_poll_max_ms / 1000).max(Duration::from_secs(1)));
         let poll = client.poll(session.session_id, wait, free, ack);
+        // Signals first, then reports, then the poll: a stop or a freed slot changes what the
+        // next poll says, and a poll dropped for them is simply sent again (its messages are
+        // acknowledged only by the next one, so none is lost).
         tokio::select! {
+            biased;
+            Some(signal) = signals.recv() => {
+                // The first SIGTERM drains, even when the server already asked for a drain; a
+                // second one, or SIGINT, stops.
+                let stop = match signal {
+                    Signal::Drain => {
+                        terminations += 1;
+                        terminations > 1
+                    }
+                    Signal::Stop => true,
+                };
+                draining = true;
+                if stop {
+                    tracing::info!("stopping: cancelling running jobs");
+                    stopping = true;
+                    for handle in jobs.values_mut() {
+                        handle.cancel();
+                    }
+                } else {
+                    tracing::info!("draining: finishing running jobs, taking no new ones");
+                }
+            },
+            Some(report) = reports.recv() => {
+                // A slot freed up or a job ended: poll again with the new count at once.
+                match report {
+                    Report::SlotFree { attempt } => { busy_slots.remove(&attempt); }
+                    Report::Done { attempt } => { busy_slots.remove(&attempt); jobs.remove(&attempt); }
+                }
+            }
             outcome = poll => match outcome {
                 Ok(response) => {
                     backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -186,34 +234,6 @@ pub async fn run(mut config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<
                     tokio::time::sleep(delay).await;
                 }
             },
-            Some(report) = reports.recv() => {
-                // A slot freed up or a job ended: poll again with the new count at once.
-                match report {
-                    Report::SlotFree { attempt } => { busy_slots.remove(&attempt); }
-                    Report::Done { attempt } => { busy_slots.remove(&attempt); jobs.remove(&attempt); }
-                }
-            }
-            Some(signal) = signals.recv() => {
-                // The first SIGTERM drains, even when the server already asked for a drain; a
-                // second one, or SIGINT, stops.
-                let stop = match signal {
-                    Signal::Drain => {
-                        terminations += 1;
-                        terminations > 1
-                    }
-                    Signal::Stop => true,
-                };
-                draining = true;
-                if stop {
-                    tracing::info!("stopping: cancelling running jobs");
-                    stopping = true;
-                    for handle in jobs.values_mut() {
-                        handle.cancel();
-                    }
-                } else {
-                    tracing::info!("draining: finishing running jobs, taking no new ones");
-                }
-            },
         }
     }
     match client.goodbye(session.session_id).await {
@@ -224,6 +244,13 @@ pub async fn run(mut config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<
         credentials::remove(&config.state_dir)?;
     }
     Ok(())
+}
+
+fn server_client(config: &RunnerConfig, token: Option<String>) -> anyhow::Result<Client> {
+    Ok(match &config.transport {
+        Some(transport) => Client::with_transport(&config.server, token, transport.clone())?,
+        None => Client::new(&config.server, token)?,
+    })
 }
 
 /// Accepts an offer, retrying an answer lost on the way: the server treats a repeated accept of

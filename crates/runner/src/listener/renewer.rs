@@ -7,6 +7,10 @@
 //! renewal was *sent*, which is never later than when the server measured it), the lease's
 //! job is fenced: its worker is killed before the server can expire the lease and re-offer the
 //! job, so two machines never run one attempt at once.
+//!
+//! The simulator runs renewals on the listener's runtime instead
+//! ([`Renewer::on_current_runtime`]), so that every task of a simulated runner lives on one
+//! runtime under its virtual clock, and dies with it when the simulated machine crashes.
 
 use std::time::Duration;
 
@@ -25,7 +29,7 @@ pub enum LeaseState {
     Fenced,
 }
 
-/// The renewal thread.
+/// Where renewals run: the renewal thread's runtime, or the listener's own.
 #[derive(Debug, Clone)]
 pub struct Renewer {
     handle: tokio::runtime::Handle,
@@ -69,6 +73,16 @@ impl Renewer {
         Ok(Renewer { handle, client })
     }
 
+    /// Renews on the runtime this is called on, with its own client. Renewals then compete
+    /// with everything else on that runtime: for tests and the simulator, not for production.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn on_current_runtime(client: Client) -> Renewer {
+        Renewer { handle: tokio::runtime::Handle::current(), client }
+    }
+
     /// Renews a lease accepted at `accepted_at` (when the accept was sent) with `ttl`, until
     /// the guard is dropped.
     pub fn hold(
@@ -85,8 +99,10 @@ impl Renewer {
         let client = self.client.clone();
         self.handle.spawn(async move {
             tokio::select! {
-                _ = renew_loop(client, job_id, attempt, fence, ttl, accepted_at, state_tx, valid_tx) => {}
+                // A dropped guard stops the renewals before another one is sent.
+                biased;
                 _ = stop_rx => {}
+                _ = renew_loop(client, job_id, attempt, fence, ttl, accepted_at, state_tx, valid_tx) => {}
             }
         });
         LeaseGuard { state: state_rx, valid_until: valid_rx, stop: Some(stop_tx) }
@@ -117,12 +133,15 @@ async fn renew_loop(
     loop {
         let fence_at = last_ok_sent + ttl - margin;
         tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
+            // When both are due the fence wins: a renewal sent at the fence deadline would come
+            // too late to keep the job from running past it.
+            biased;
             _ = tokio::time::sleep_until(fence_at) => {
                 tracing::warn!(job_id, attempt, "no lease renewal succeeded in time: fencing the job");
                 let _ = state.send(LeaseState::Fenced);
                 return;
             }
+            _ = tokio::time::sleep_until(next) => {}
         }
         let sent = Instant::now();
         let outcome =

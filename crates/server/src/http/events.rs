@@ -86,6 +86,7 @@ async fn next_event(mut cursor: Cursor) -> Option<(Result<SseEvent, Infallible>,
             }
         }
         tokio::select! {
+            biased;
             changed = cursor.changes.changed() => if changed.is_err() { return None; },
             _ = cursor.shutdown.wait_for(|stop| *stop) => return None,
         }

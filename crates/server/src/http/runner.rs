@@ -141,6 +141,7 @@ pub async fn poll(
             break polled;
         }
         tokio::select! {
+            biased;
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}

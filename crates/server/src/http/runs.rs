@@ -33,14 +33,15 @@ pub async fn submit_run(
     if file_name.is_empty() || file_name.len() > 256 || file_name.chars().any(char::is_control) {
         return Err(invalid("invalid_input", "file_name: 1 to 256 characters without control characters"));
     }
-    let SubmitParts { workflow, inputs } = tokio::task::spawn_blocking({
-        let file_name = file_name.clone();
-        let text = request.workflow.clone();
-        let given = request.inputs.clone();
-        move || prepare(&file_name, &text, &given)
-    })
-    .await
-    .map_err(|error| ApiError::internal("parse workflow", error))??;
+    let SubmitParts { workflow, inputs } = state
+        .execute({
+            let file_name = file_name.clone();
+            let text = request.workflow.clone();
+            let given = request.inputs.clone();
+            move || prepare(&file_name, &text, &given)
+        })
+        .await
+        .map_err(|error| ApiError::internal("parse workflow", error))??;
     let new = NewRun {
         file_name,
         text: request.workflow,

@@ -15,6 +15,8 @@ fn config(dir: &std::path::Path) -> Config {
         sweep_interval: Duration::from_millis(25),
         admin_token: None,
         webhooks: Default::default(),
+        execution: Default::default(),
+        clock_origin: None,
     }
 }
 

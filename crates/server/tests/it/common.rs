@@ -48,6 +48,8 @@ impl TestServer {
                 retry_max: Duration::from_secs(1),
                 ..Default::default()
             },
+            execution: Default::default(),
+            clock_origin: None,
         };
         let server = Server::start(config).await.expect("start the server");
         let url = server.url();

@@ -1,0 +1,6 @@
+//! Integration tests of `baton-client`: the client driven through a fake
+//! [`baton_client::Transport`] with no sockets, and through the default reqwest transport against
+//! a canned HTTP/1.1 server on a loopback socket.
+
+mod reqwest_transport;
+mod transport;
