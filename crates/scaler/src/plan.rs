@@ -25,6 +25,13 @@ pub enum RetireReason {
     InstanceGone,
     /// Its machine did not connect within `register_timeout`.
     NeverRegistered,
+    /// Offline (its session expired), holding nothing, and not seen for `register_timeout`: its
+    /// machine is there but its runner is not coming back (crashed, or restarted with a spent
+    /// JIT config). Without this, dead runners would count against `max_runners` for ever.
+    Unreachable,
+    /// Draining and holding nothing: it will never take a job again (an ephemeral runner after
+    /// its job, say, even one whose process restarted and reconnected).
+    Drained,
 }
 
 impl RetireReason {
@@ -33,6 +40,8 @@ impl RetireReason {
             RetireReason::Idle => "idle",
             RetireReason::InstanceGone => "instance_gone",
             RetireReason::NeverRegistered => "never_registered",
+            RetireReason::Unreachable => "unreachable",
+            RetireReason::Drained => "drained",
         }
     }
 }
@@ -102,10 +111,24 @@ pub fn plan(view: &PoolView<'_>) -> Vec<Decision> {
         let instance = instances.get(runner.name.as_str());
         let age = parse_time(&runner.created_at).map_or(Duration::ZERO, |created| elapsed(created, now));
         let reason = match instance {
+            // A runner shows as soon as its JIT config exists, before the provider has made (or
+            // listed) its machine: it is not taken for one whose machine is gone until it had
+            // `register_timeout` to connect.
+            None if runner.state == "registered" && age < pool.register_timeout => None,
             None => Some(RetireReason::InstanceGone),
             Some(_) if runner.state == "registered" && age >= pool.register_timeout => {
                 Some(RetireReason::NeverRegistered)
             }
+            Some(_)
+                if !runner.online
+                    && runner.state != "registered"
+                    && runner.held == 0
+                    && parse_time(&runner.last_seen_at).map_or(age, |seen| elapsed(seen, now))
+                        >= pool.register_timeout =>
+            {
+                Some(RetireReason::Unreachable)
+            }
+            Some(_) if runner.state == "draining" && runner.held == 0 => Some(RetireReason::Drained),
             Some(_) => None,
         };
         if let Some(reason) = reason {
@@ -319,6 +342,35 @@ mod tests {
         );
         let busy = snapshot(vec![queued(&["linux"])], runners);
         assert!(decide(&pool, &busy, &instances(&[1, 2, 3, 4]), &[]).is_empty(), "demand keeps idle runners");
+    }
+
+    #[test]
+    fn runners_offline_for_the_register_timeout_are_retired_so_the_pool_can_replace_them() {
+        // Found by the fleet simulator (seed 15): two runners whose machines lived on but whose
+        // runners never came back filled `max_runners`, and queued jobs waited for ever.
+        let mut pool = pool();
+        pool.max_runners = 2;
+        let mut dead = runner(1, "draining", 0, Some("2026-01-01T00:00:00Z"), "2026-01-01T00:00:00Z");
+        dead.last_seen_at = "2026-01-01T00:05:00Z".into();
+        let mut lately = runner(2, "active", 0, Some("2026-01-01T00:00:00Z"), "2026-01-01T00:00:00Z");
+        lately.online = false;
+        lately.last_seen_at = "2026-01-01T00:09:30Z".into();
+        let mut holding = runner(3, "active", 1, None, "2026-01-01T00:00:00Z");
+        holding.online = false;
+        let queued_jobs = snapshot(vec![queued(&["linux"])], vec![dead, lately, holding]);
+        assert_eq!(
+            summary(&decide(&pool, &queued_jobs, &instances(&[1, 2, 3]), &[])),
+            ["retire 1 unreachable i-1"],
+            "only the runner unseen for register_timeout and holding nothing is retired"
+        );
+        // A draining runner that reconnected (an ephemeral one restarted after its job) holds
+        // its slot for ever unless it is retired once it holds nothing.
+        let mut drained = runner(4, "draining", 0, Some("2026-01-01T00:09:59Z"), "2026-01-01T00:00:00Z");
+        drained.online = true;
+        let mut finishing = runner(5, "draining", 1, None, "2026-01-01T00:00:00Z");
+        finishing.online = true;
+        let draining = snapshot(vec![], vec![drained, finishing]);
+        assert_eq!(summary(&decide(&pool, &draining, &instances(&[4, 5]), &[])), ["retire 4 drained i-4"]);
     }
 
     #[test]

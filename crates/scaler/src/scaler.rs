@@ -2,7 +2,7 @@
 //! happens (and on a timer as a safety net), and carry out the plan's decisions, recording each
 //! in the audit trail.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ fn is_relevant(kind: &str) -> bool {
 #[derive(Debug, Default)]
 struct CreateBackoff {
     failures: u32,
-    until: Option<std::time::Instant>,
+    until: Option<tokio::time::Instant>,
 }
 
 impl CreateBackoff {
@@ -37,7 +37,7 @@ impl CreateBackoff {
     fn failed(&mut self) {
         self.failures = self.failures.saturating_add(1);
         let delay = Self::FIRST.saturating_mul(1 << self.failures.min(12)).min(Self::MAX);
-        self.until = Some(std::time::Instant::now() + delay);
+        self.until = Some(tokio::time::Instant::now() + delay);
     }
 
     fn succeeded(&mut self) {
@@ -45,7 +45,7 @@ impl CreateBackoff {
     }
 
     fn waiting(&self) -> bool {
-        self.until.is_some_and(|until| std::time::Instant::now() < until)
+        self.until.is_some_and(|until| tokio::time::Instant::now() < until)
     }
 }
 
@@ -54,9 +54,12 @@ impl CreateBackoff {
 struct Pool {
     config: PoolConfig,
     provider: Arc<dyn Provider>,
-    /// Names being created: from before the JIT config is made until a snapshot shows the
-    /// runner (or the creation failed), so a machine is never taken for an orphan meanwhile.
-    creating: Arc<Mutex<BTreeSet<String>>>,
+    /// Names being created, with when: from before the JIT config is made until a snapshot
+    /// shows the runner (or the creation failed, or `register_timeout` passed), so a machine
+    /// is never taken for an orphan meanwhile. The time bound matters: an ephemeral runner can
+    /// register, run its job and be gone between two snapshots, and a name that never showed
+    /// would otherwise count as supply for ever.
+    creating: Arc<Mutex<BTreeMap<String, tokio::time::Instant>>>,
     /// Machines a clean-up is under way for.
     terminating: Arc<Mutex<BTreeSet<String>>>,
     /// After failed creations, no new ones before this instant (exponential backoff).
@@ -106,21 +109,35 @@ impl Scaler {
                         crate::docker::DockerProvider::new(image.clone(), network.clone(), docker_host.clone()),
                     ),
                 };
-                Pool {
-                    config: pool.clone(),
-                    provider,
-                    creating: Arc::default(),
-                    retiring: Arc::default(),
-                    terminating: Arc::default(),
-                    create_backoff: Arc::default(),
-                }
+                (pool.clone(), provider)
+            })
+            .collect();
+        Scaler::with_providers(client, server_url, pools, config.reconcile_interval)
+    }
+
+    /// A scaler over pools whose providers the caller made (the simulator's simulated machines).
+    pub fn with_providers(
+        client: Client,
+        server_url: String,
+        pools: Vec<(PoolConfig, Arc<dyn Provider>)>,
+        interval: Duration,
+    ) -> Scaler {
+        let pools = pools
+            .into_iter()
+            .map(|(config, provider)| Pool {
+                config,
+                provider,
+                creating: Arc::default(),
+                retiring: Arc::default(),
+                terminating: Arc::default(),
+                create_backoff: Arc::default(),
             })
             .collect();
         Scaler {
             client,
             server_url,
             pools,
-            interval: config.reconcile_interval,
+            interval,
             metrics: Arc::new(Metrics::default()),
             wake: Arc::new(Notify::new()),
         }
@@ -139,9 +156,10 @@ impl Scaler {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => break,
                 _ = ticker.tick() => {}
                 _ = self.wake.notified() => {}
-                _ = stop.wait_for(|stop| *stop) => break,
             }
             self.reconcile_all().await;
         }
@@ -216,15 +234,12 @@ impl Scaler {
         // snapshot already showed its runner.
         let creating = {
             let mut creating = pool.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let shown: Vec<String> = creating
-                .iter()
-                .filter(|name| snapshot.runners.iter().any(|runner| &&runner.name == name))
-                .cloned()
-                .collect();
-            let view = creating.clone();
-            for name in shown {
-                creating.remove(&name);
-            }
+            let view: BTreeSet<String> = creating.keys().cloned().collect();
+            let now = tokio::time::Instant::now();
+            creating.retain(|name, started| {
+                !snapshot.runners.iter().any(|runner| &runner.name == name)
+                    && now.saturating_duration_since(*started) < pool.config.register_timeout
+            });
             view
         };
         let retiring = pool.retiring.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
@@ -259,8 +274,11 @@ impl Scaler {
 
     /// Creates one runner in the background: a JIT config, then a machine that starts it.
     fn create(&self, pool: &Pool, snapshot: &api::PoolSnapshot, readings: serde_json::Value) {
-        let name = format!("{}-{:08x}", pool.config.name, rand::random::<u32>());
-        pool.creating.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(name.clone());
+        let name = format!("{}-{:08x}", pool.config.name, baton_client::entropy::next_u64() as u32);
+        pool.creating
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name.clone(), tokio::time::Instant::now());
         let client = self.client.clone();
         let provider = pool.provider.clone();
         let config = pool.config.clone();
@@ -482,12 +500,12 @@ mod tests {
         assert!(!backoff.waiting());
         backoff.failed();
         assert!(backoff.waiting());
-        let first = backoff.until.expect("set") - std::time::Instant::now();
+        let first = backoff.until.expect("set") - tokio::time::Instant::now();
         assert!(first <= Duration::from_millis(400) && first > Duration::from_millis(300), "{first:?}");
         for _ in 0..20 {
             backoff.failed();
         }
-        let last = backoff.until.expect("set") - std::time::Instant::now();
+        let last = backoff.until.expect("set") - tokio::time::Instant::now();
         assert!(last <= CreateBackoff::MAX && last > Duration::from_secs(59), "{last:?}");
         backoff.succeeded();
         assert!(!backoff.waiting());

@@ -278,6 +278,10 @@ impl Tx for MemTx<'_> {
         Ok(self.state.runners.values().find(|runner| runner.name == name && runner.state != RunnerState::Gone).cloned())
     }
 
+    fn runners_named(&mut self, name: &str) -> R<Vec<Runner>> {
+        Ok(self.state.runners.values().filter(|runner| runner.name == name).cloned().collect())
+    }
+
     fn runners_page(&mut self, after: RunnerId, limit: usize) -> R<Vec<Runner>> {
         Ok(self.state.runners.range(RunnerId(after.0 + 1)..).take(limit).map(|(_, runner)| runner.clone()).collect())
     }

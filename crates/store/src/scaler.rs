@@ -104,7 +104,9 @@ impl Store {
             let runner = tx.runner_by_name(name)?;
             let outcome = match &runner {
                 Some(runner) => retire_in_tx(tx, fx, runner.id, now)?,
-                None => RetireOutcome::Retired,
+                // A runner that said goodbye after fencing a job is gone, but its attempt stays
+                // running until its lease expires: the machine is not idle until then.
+                None => held_by_gone(tx, name)?.unwrap_or(RetireOutcome::Retired),
             };
             let answer = match outcome {
                 RetireOutcome::Retired => {
@@ -149,4 +151,14 @@ impl Store {
             emit(tx, fx, now, kind, None, None, runner_id, data.clone())
         })
     }
+}
+
+/// The first attempt still held by a gone runner of this name, as a `Busy` answer.
+fn held_by_gone(tx: &mut dyn crate::Tx, name: &str) -> Result<Option<RetireOutcome>> {
+    for runner in tx.runners_named(name)? {
+        if let Some(held) = tx.attempts_held(runner.id)?.first() {
+            return Ok(Some(RetireOutcome::Busy { job_id: held.job_id, attempt: held.number }));
+        }
+    }
+    Ok(None)
 }

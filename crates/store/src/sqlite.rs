@@ -545,6 +545,14 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn runners_named(&mut self, name: &str) -> R<Vec<Runner>> {
+        self.many(
+            &format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE name = ?1 ORDER BY id"),
+            params![name],
+            runner_row,
+        )
+    }
+
     fn runners_page(&mut self, after: RunnerId, limit: usize) -> R<Vec<Runner>> {
         self.many(
             &format!("SELECT {RUNNER_COLUMNS} FROM runners WHERE id > ?1 ORDER BY id LIMIT ?2"),

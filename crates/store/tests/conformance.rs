@@ -162,6 +162,7 @@ conformance_suite! {
         retire_if_idle_on_a_busy_runner_answers_busy_and_changes_nothing,
         busy_follows_offered_and_running_attempts_through_the_lifecycle,
         remove_runner_makes_a_retired_runner_gone,
+        retire_by_name_waits_for_a_gone_runners_running_attempt,
     }
     cancel {
         cancelling_a_queued_job_completes_it_as_cancelled,

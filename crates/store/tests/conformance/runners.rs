@@ -165,3 +165,29 @@ pub fn remove_runner_makes_a_retired_runner_gone(harness: &mut Harness) {
     assert_eq!(again.state, RunnerState::Gone);
     harness.check_invariants();
 }
+
+/// Found by the fleet simulator (seed 5): an ephemeral runner fenced its job during a server
+/// outage and said goodbye, so it was gone while its attempt was still running until the lease
+/// ran out. Retire-by-name must not call its machine idle then.
+pub fn retire_by_name_waits_for_a_gone_runners_running_attempt(harness: &mut Harness) {
+    let runner = harness.register_ephemeral("runner-eph", &["linux"], T0);
+    let session = harness.store.open_session(runner.id, T0).expect("session");
+    let job = harness.enqueue("job-1", &["linux"], T0);
+    let polled = harness.poll(&runner, &session, 1, MessageId(0), T0);
+    let (_, job_id, attempt, epoch) = crate::harness::offers(&polled)[0];
+    assert_eq!(job_id, job.id);
+    harness.store.accept(runner.id, job.id, attempt, epoch, at(10)).expect("accept");
+    let gone = harness.store.goodbye(runner.id, session.id, at(20)).expect("goodbye");
+    assert_eq!(gone.state, RunnerState::Gone);
+
+    let readings = serde_json::json!({});
+    let answer = harness.store.scaler_retire_name("runner-eph", &readings, at(30)).expect("retire by name");
+    assert_eq!(answer, RetireOutcome::Busy { job_id: job.id, attempt });
+
+    // Once the lease has expired, nothing references the machine any more.
+    harness.store.expire_leases(at(5_000)).expect("expire leases");
+    assert_eq!(harness.attempt(job.id, attempt).state, AttemptState::Lost);
+    let answer = harness.store.scaler_retire_name("runner-eph", &readings, at(5_010)).expect("retire by name");
+    assert_eq!(answer, RetireOutcome::Retired);
+    harness.check_invariants();
+}
