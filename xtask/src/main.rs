@@ -5,6 +5,9 @@
 //!   crate). Stops at the first failure with a non-zero exit.
 //! - `cargo xtask bench [--quick] [--store sqlite] [--sqlite-synchronous normal|full]`: builds
 //!   the release binaries and prints Baton's figures as one JSON object on stdout.
+//! - `cargo xtask sim [--seeds N] [--first S] [--seed S] [--variant NAME] [--expect-violations]`:
+//!   runs the deterministic fleet simulation (release build) and prints a JSON summary; a
+//!   failing seed prints the command that replays it.
 
 mod tidy;
 
@@ -18,9 +21,10 @@ fn main() -> anyhow::Result<()> {
         Some("ci") => ci(),
         Some("tidy") => tidy::check(&workspace_root()?),
         Some("bench") => bench(&args[1..]),
+        Some("sim") => sim(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|tidy>\n  ci    fmt --check, clippy -D warnings, the whole test suite\n  tidy  the repository's own consistency checks"
+                "usage: cargo xtask <ci|tidy|bench|sim>\n  ci     fmt --check, clippy -D warnings, the whole test suite, the simulation budget\n  tidy   the repository's own consistency checks\n  bench  Baton's figures as JSON (--quick, --only NAME, --store sqlite|postgres)\n  sim    the fleet simulation (--seeds N, --first S, --seed S, --variant NAME)"
             );
             std::process::exit(2);
         }
@@ -51,7 +55,64 @@ fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     cargo(&["test", "--workspace", "--locked", "--no-fail-fast"])?;
+    sim_budget()?;
     eprintln!("==> all checks passed");
+    Ok(())
+}
+
+/// Runs the simulator, built with optimisations (seeds are CPU-bound) and with
+/// `--cfg tokio_unstable`, which lets every simulated host's runtime take its random choices
+/// (`select!` branch order) from the seed. That build has a target directory of its own, so the
+/// rest of the workspace is not rebuilt with other flags.
+fn sim(args: &[String]) -> anyhow::Result<()> {
+    let root = workspace_root()?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let target_dir = target.join("sim");
+    let flags = match std::env::var("RUSTFLAGS") {
+        Ok(flags) if !flags.trim().is_empty() => format!("{flags} --cfg tokio_unstable"),
+        _ => "--cfg tokio_unstable".to_string(),
+    };
+    eprintln!("==> baton-sim {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "--release", "--locked", "--quiet", "-p", "baton-sim", "--target-dir"])
+        .arg(&target_dir)
+        .arg("--")
+        .args(args)
+        .env("RUSTFLAGS", flags)
+        .current_dir(&root)
+        .status()
+        .context("run the simulator")?;
+    if !status.success() {
+        bail!("the simulation failed ({status})");
+    }
+    Ok(())
+}
+
+/// The simulation budget CI runs: the sound system on 500 seeds with no violation, and every
+/// negative control on 50 seeds, caught at least as often as it was when the floor was set
+/// (the runs are deterministic, so a drop means a checker or a control got weaker).
+fn sim_budget() -> anyhow::Result<()> {
+    sim(&["--seeds".into(), "500".into()])?;
+    for (variant, floor) in [
+        ("f1-lost-on-disconnect", "0.75"),
+        ("f2-lagging-read", "0.85"),
+        ("f4-check-then-terminate", "0.85"),
+        ("f4-deregister-then-recheck", "0.8"),
+        ("f3-shared-temp-dir", "0.9"),
+    ] {
+        sim(&[
+            "--variant".into(),
+            variant.into(),
+            "--seeds".into(),
+            "50".into(),
+            "--first".into(),
+            "1001".into(),
+            "--replay-every".into(),
+            "0".into(),
+            "--min-catch-rate".into(),
+            floor.into(),
+        ])?;
+    }
     Ok(())
 }
 
