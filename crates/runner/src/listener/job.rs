@@ -241,6 +241,9 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// How long a restarted listener keeps trying to renew the lease of a completion it replays.
+const REPLAY_RENEW_PATIENCE: Duration = Duration::from_secs(120);
+
 /// How long a worker whose control pipe closed may take to sweep and exit before it is killed.
 const WORKER_EXIT_GRACE: Duration = Duration::from_secs(3);
 
@@ -348,25 +351,39 @@ pub async fn deliver(client: &Client, state_dir: &Path, pending: &PendingComplet
 /// the completion itself.
 pub async fn replay(client: &Client, renewer: &Renewer, state_dir: &Path, pending: &PendingCompletion) {
     // The lease has not been renewed since the earlier run stopped: renew it first, and keep
-    // renewing while a large spool uploads, so the completion still finds it.
-    let sent = tokio::time::Instant::now();
-    let _lease = match client.renew(pending.job_id, pending.attempt, &pending.fence).await {
-        Ok(lease) => Some(renewer.hold(
-            pending.job_id,
-            pending.attempt,
-            pending.fence.clone(),
-            Duration::from_millis(lease.lease_ttl_ms),
-            sent,
-        )),
-        Err(error) if error.is_stale_lease() => {
-            tracing::warn!(job_id = pending.job_id, "the lease of a replayed completion is gone; dropping it");
-            forget(state_dir, pending.job_id, pending.attempt);
-            let _ = std::fs::remove_file(spool_path(state_dir, pending.job_id, pending.attempt));
-            return;
-        }
-        Err(error) => {
-            tracing::warn!(job_id = pending.job_id, %error, "could not renew the lease of a replayed completion; trying anyway");
-            None
+    // renewing while a large spool uploads, so the completion still finds it. A server that is
+    // away now (restarting too, say) extends live leases by its outage when it is back, so the
+    // first renewal is retried, briefly spaced, until it is answered: giving up on it would
+    // leave the lease unrenewed while the completion waits out a long backoff, and lose a
+    // finished job's result (found by the fleet simulator, seed 251).
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    let give_up = tokio::time::Instant::now() + REPLAY_RENEW_PATIENCE;
+    let _lease = loop {
+        let sent = tokio::time::Instant::now();
+        match client.renew(pending.job_id, pending.attempt, &pending.fence).await {
+            Ok(lease) => {
+                break Some(renewer.hold(
+                    pending.job_id,
+                    pending.attempt,
+                    pending.fence.clone(),
+                    Duration::from_millis(lease.lease_ttl_ms),
+                    sent,
+                ));
+            }
+            Err(error) if error.is_stale_lease() => {
+                tracing::warn!(job_id = pending.job_id, "the lease of a replayed completion is gone; dropping it");
+                forget(state_dir, pending.job_id, pending.attempt);
+                let _ = std::fs::remove_file(spool_path(state_dir, pending.job_id, pending.attempt));
+                return;
+            }
+            Err(error) if error.is_retryable() && tokio::time::Instant::now() < give_up => {
+                tracing::debug!(job_id = pending.job_id, %error, "renewing a replayed completion's lease; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(error) => {
+                tracing::warn!(job_id = pending.job_id, %error, "could not renew the lease of a replayed completion; trying anyway");
+                break None;
+            }
         }
     };
     let spool = spool_path(state_dir, pending.job_id, pending.attempt);

@@ -120,7 +120,38 @@ async fn run(
                     seq: next.seq,
                     data: next.data,
                 };
-                match client.upload_log(job_id, attempt, &request).await {
+                // The end of the log goes to the spool while an upload is in flight: a slow or
+                // hanging upload (a server that went away mid-request) must not hold back the
+                // completion, which is persisted only once the log is spooled (found by the
+                // fleet simulator, seed 251: the machine restarted before the completion was
+                // on disk, and a finished job's result was lost).
+                let upload = client.upload_log(job_id, attempt, &request);
+                tokio::pin!(upload);
+                let outcome = loop {
+                    tokio::select! {
+                        biased;
+                        outcome = &mut upload => break outcome,
+                        text = receiver.recv(), if open => match text {
+                            Some(text) => {
+                                push_split(&mut batch, &text, &mut spool)?;
+                                if batch_started.is_none() && !batch.is_empty() {
+                                    batch_started = Some(tokio::time::Instant::now());
+                                }
+                            }
+                            None => {
+                                open = false;
+                                if !batch.is_empty() {
+                                    spool.append(&std::mem::take(&mut batch))?;
+                                    batch_started = None;
+                                }
+                                if let Some(spooled) = spooled.take() {
+                                    let _ = spooled.send(());
+                                }
+                            }
+                        },
+                    }
+                };
+                match outcome {
                     Ok(_) => {
                         spool.advance(length);
                         backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
