@@ -57,6 +57,9 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (5, "retire-by-name terminated a machine whose gone runner still held a running attempt"),
     (15, "runners that never came back filled max_runners; queued jobs waited for ever"),
     (1, "a runner shown by a snapshot before its machine existed was retired as instance-gone"),
+    (251, "a restarted runner gave up renewing a replayed completion's lease while the server was away"),
+    (260, "the same, another schedule"),
+    (397, "the same, another schedule"),
 ];
 
 /// One seed's outcome as the child process reports it.
