@@ -26,7 +26,7 @@ impl SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
-        SystemClock { base_millis, start: Instant::now() }
+        SystemClock::starting_at(Timestamp(base_millis))
     }
 
     /// A clock that reads `origin` now (the simulator's fixed epoch).

@@ -51,7 +51,6 @@ impl Server {
 
     /// Like [`Server::start`], on a listener the caller bound.
     pub async fn start_on(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
-        let addr = listener.local_addr().context("read the listener's address")?;
         // Small request/response exchanges must not wait for Nagle's algorithm: without
         // TCP_NODELAY a response split across segments stalls on the client's delayed ACK.
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -59,14 +58,15 @@ impl Server {
                 tracing::warn!(%error, "set TCP_NODELAY");
             }
         });
-        Server::serve(config, listener, addr).await
+        Server::serve(config, listener).await
     }
 
     /// Like [`Server::start`], on any listener: the simulator's simulated sockets.
-    pub async fn serve<L>(config: Config, listener: L, addr: SocketAddr) -> anyhow::Result<Server>
+    pub async fn serve<L>(config: Config, listener: L) -> anyhow::Result<Server>
     where
         L: axum::serve::Listener<Addr = SocketAddr>,
     {
+        let addr = listener.local_addr().context("read the listener's address")?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (state, generated_admin_token) = AppState::open(&config, shutdown_rx.clone()).await?;
         // Record liveness (extending deadlines after an outage) before the first request.

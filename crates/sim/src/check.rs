@@ -156,16 +156,19 @@ fn lost_only_when_cut_off(evidence: &Evidence<'_>, events: &[baton_store::Event]
 }
 
 fn runner_names(store: &Store) -> BTreeMap<RunnerId, String> {
-    let mut names = BTreeMap::new();
+    all_runners(store).into_iter().map(|view| (view.runner.id, view.runner.name)).collect()
+}
+
+/// Every runner the store knows, gone ones included, by id (as far as the store answers).
+pub(crate) fn all_runners(store: &Store) -> Vec<baton_store::RunnerView> {
+    let mut runners = Vec::new();
     let mut after = RunnerId(0);
     while let Ok(page) = store.runners(after, 500) {
         let Some(last) = page.last() else { break };
         after = last.runner.id;
-        for view in page {
-            names.insert(view.runner.id, view.runner.name);
-        }
+        runners.extend(page);
     }
-    names
+    runners
 }
 
 /// Invariant 1, second half: a worker that ran its job to the end on a machine that stayed up,
@@ -347,22 +350,13 @@ pub fn busy_matches_truth(store: &Store) -> Vec<Violation> {
             }
         }
     }
-    let mut after = RunnerId(0);
-    while let Ok(page) = store.runners(after, 500) {
-        let Some(last) = page.last() else { break };
-        after = last.runner.id;
-        for view in page {
-            let truth = holding.get(&view.runner.id).copied().unwrap_or(0) > 0;
-            if view.busy() != truth {
-                violations.push(violation(
-                    2,
-                    format!(
-                        "runner {} is served as busy={} but the jobs say busy={truth}",
-                        view.runner.name,
-                        view.busy()
-                    ),
-                ));
-            }
+    for view in all_runners(store) {
+        let truth = holding.get(&view.runner.id).copied().unwrap_or(0) > 0;
+        if view.busy() != truth {
+            violations.push(violation(
+                2,
+                format!("runner {} is served as busy={} but the jobs say busy={truth}", view.runner.name, view.busy()),
+            ));
         }
     }
     violations

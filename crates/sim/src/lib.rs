@@ -476,57 +476,41 @@ fn store_trace(store: &Store) -> Vec<String> {
 
 /// The runners as the run left them: what a stuck pool is stuck on.
 fn final_runners(store: &Store) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut after = baton_core::RunnerId(0);
-    while let Ok(page) = store.runners(after, 500) {
-        let Some(last) = page.last() else { break };
-        after = last.runner.id;
-        for view in page.into_iter().filter(|view| view.runner.state != baton_core::RunnerState::Gone) {
-            lines.push(format!(
+    check::all_runners(store)
+        .into_iter()
+        .filter(|view| view.runner.state != baton_core::RunnerState::Gone)
+        .map(|view| {
+            format!(
                 "final runner {} {} {} online={} held={}",
                 view.runner.id.0,
                 view.runner.name,
                 view.runner.state,
                 view.session.is_some(),
                 view.held.len()
-            ));
-        }
-    }
-    lines
+            )
+        })
+        .collect()
 }
 
 /// Offered and running attempts that reference the runner named `machine`, from the store.
 fn held_by(store: &Store, machine: &str) -> Vec<(i64, u32)> {
-    let mut held = Vec::new();
-    let mut after = baton_core::RunnerId(0);
-    while let Ok(page) = store.runners(after, 500) {
-        let Some(last) = page.last() else { break };
-        after = last.runner.id;
-        for view in page {
-            if view.runner.name == machine {
-                held.extend(view.held.iter().map(|attempt| (attempt.job_id.0, attempt.number.0)));
-            }
-        }
-    }
-    held
+    check::all_runners(store)
+        .iter()
+        .filter(|view| view.runner.name == machine)
+        .flat_map(|view| view.held.iter().map(|attempt| (attempt.job_id.0, attempt.number.0)))
+        .collect()
 }
 
 /// The F1 negative control's server: the runner's connection dropped, so its running attempts
 /// are declared lost now (by expiring every lease that ends no later than the latest of its).
 fn lose_on_disconnect(store: &Store, machine: &str, ledger: &SharedLedger, now: Duration) {
-    let mut latest: Option<Timestamp> = None;
-    let mut after = baton_core::RunnerId(0);
-    while let Ok(page) = store.runners(after, 500) {
-        let Some(last) = page.last() else { break };
-        after = last.runner.id;
-        for view in page.into_iter().filter(|view| view.runner.name == machine) {
-            for attempt in view.held.iter().filter(|attempt| attempt.state == AttemptState::Running) {
-                if let Some(deadline) = attempt.lease_deadline {
-                    latest = Some(latest.map_or(deadline, |latest: Timestamp| latest.max(deadline)));
-                }
-            }
-        }
-    }
+    let latest = check::all_runners(store)
+        .iter()
+        .filter(|view| view.runner.name == machine)
+        .flat_map(|view| view.held.iter())
+        .filter(|attempt| attempt.state == AttemptState::Running)
+        .filter_map(|attempt| attempt.lease_deadline)
+        .max();
     if let Some(deadline) = latest {
         let expired = store.expire_leases(Timestamp(deadline.0 + 1)).map(|sweep| sweep.expired).unwrap_or(0);
         ledger.trace_at(now, format!("broken server: {machine} disconnected; {expired} lease(s) expired"));
@@ -535,7 +519,7 @@ fn lose_on_disconnect(store: &Store, machine: &str, ledger: &SharedLedger, now: 
 
 async fn server(backend: Arc<MemBackend>) -> turmoil::Result {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
-    let addr = std::net::SocketAddr::from(([0, 0, 0, 0], SERVER_PORT));
+    let addr = listener.local_addr()?;
     let mut config = Config::new(addr, Database::SharedMemory(backend));
     config.execution = baton_server::config::Execution::Inline;
     config.timeouts = TIMEOUTS;
@@ -543,7 +527,7 @@ async fn server(backend: Arc<MemBackend>) -> turmoil::Result {
     config.admin_token = Some(ADMIN_TOKEN.into());
     let elapsed = turmoil::sim_elapsed().unwrap_or_default();
     config.clock_origin = Some(Timestamp(EPOCH_MS).plus(elapsed));
-    let server = Server::serve(config, SimListener(listener), addr).await.map_err(|error| format!("{error:#}"))?;
+    let server = Server::serve(config, SimListener(listener)).await.map_err(|error| format!("{error:#}"))?;
     std::future::pending::<()>().await;
     drop(server);
     Ok(())
