@@ -89,29 +89,28 @@ fn sim(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The simulation budget CI runs: the sound system on 500 seeds with no violation (every 25th
-/// replayed and compared), and every
-/// negative control on 50 seeds, caught at least as often as it was when the floor was set
-/// (the runs are deterministic, so a drop means a checker or a control got weaker).
+/// replayed and compared), and every negative control on 200 other seeds, caught on at least
+/// 90% of them (the runs are deterministic, so a drop means a checker or a control got weaker).
 fn sim_budget() -> anyhow::Result<()> {
     sim(&["--seeds".into(), "500".into(), "--replay-every".into(), "25".into()])?;
-    for (variant, floor) in [
-        ("f1-lost-on-disconnect", "0.75"),
-        ("f2-lagging-read", "0.85"),
-        ("f4-check-then-terminate", "0.85"),
-        ("f4-deregister-then-recheck", "0.8"),
-        ("f3-shared-temp-dir", "0.9"),
+    for variant in [
+        "f1-lost-on-disconnect",
+        "f2-lagging-read",
+        "f4-check-then-terminate",
+        "f4-deregister-then-recheck",
+        "f3-shared-temp-dir",
     ] {
         sim(&[
             "--variant".into(),
             variant.into(),
             "--seeds".into(),
-            "50".into(),
+            "200".into(),
             "--first".into(),
             "1001".into(),
             "--replay-every".into(),
-            "0".into(),
+            "50".into(),
             "--min-catch-rate".into(),
-            floor.into(),
+            "0.9".into(),
         ])?;
     }
     Ok(())

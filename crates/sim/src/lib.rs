@@ -28,8 +28,8 @@ use baton_client::Client;
 use baton_core::{AttemptState, JobState, Timeouts, Timestamp};
 use baton_scaler::{PoolConfig, ProviderConfig, Scaler};
 use baton_server::{Config, Database, Server};
-use baton_store::Store;
 use baton_store::mem::MemBackend;
+use baton_store::{Backend, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -128,8 +128,9 @@ struct Plan {
 fn plan(seed: u64, variant: Variant) -> Plan {
     let mut rng = StdRng::seed_from_u64(seed);
     // The broken scalers race assignments: they get a steady stream of work to race.
+    // Jobs come in waves, so runners sit idle while new work arrives.
     let (job_count, max_gap) =
-        if variant.has_broken_reaper() { (rng.random_range(25..=40), 150) } else { (rng.random_range(10..=40), 300) };
+        if variant.has_broken_reaper() { (rng.random_range(25..=40), 600) } else { (rng.random_range(10..=40), 300) };
     let jobs: Vec<PlannedJob> = (0..job_count)
         .map(|_| PlannedJob {
             gap: Duration::from_millis(rng.random_range(0..max_gap)),
@@ -155,6 +156,8 @@ fn plan(seed: u64, variant: Variant) -> Plan {
     let min_idle = match variant {
         // A lost attempt is re-run at once only when another runner is ready.
         Variant::LostOnDisconnect => rng.random_range(1..=2),
+        // The broken scalers race assignments to fresh idle runners: keep some coming.
+        variant if variant.has_broken_reaper() => rng.random_range(0..=2) + 1,
         _ => rng.random_range(0..=2),
     };
     let pool = PoolConfig {
@@ -203,7 +206,12 @@ fn plan(seed: u64, variant: Variant) -> Plan {
         faults,
         faults_end,
         reaper_lag: Duration::from_millis(rng.random_range(300..2000)),
-        reaper_think: Duration::from_millis(rng.random_range(20..300)),
+        // A cloud API call or two: the check-then-terminate scaler's check and act are 0.1-1.5 s
+        // apart. (The deregistering scaler's race window is its read's lag; a long pause after
+        // its deregistration would only let the raced job finish before the termination.)
+        reaper_think: Duration::from_millis(
+            rng.random_range(20..300) * if variant == Variant::CheckThenTerminate { 5 } else { 1 },
+        ),
         exit_lag: Duration::from_millis(rng.random_range(50..500)),
     }
 }
@@ -274,6 +282,7 @@ fn simulate(options: &Options, root: &Path) -> anyhow::Result<Outcome> {
     let reader = Store::new(Box::new(backend.clone()), TIMEOUTS);
     let mut steps: u64 = 0;
     let mut busy_violations = Vec::new();
+    let mut cut_short = false;
     let end = loop {
         let now = sim.elapsed();
         // Machines the provider made or terminated since the last step.
@@ -337,7 +346,17 @@ fn simulate(options: &Options, root: &Path) -> anyhow::Result<Outcome> {
             faults.next();
             let alive: Vec<usize> =
                 (0..started.len()).filter(|index| machines.lock().existing.contains(&started[*index])).collect();
-            let pick = |choice: u64| (!alive.is_empty()).then(|| alive[(choice % alive.len() as u64) as usize]);
+            // F1's faults land on machines that run a job when there are any: a dropped
+            // connection under an idle runner breaks nothing, even on the broken server.
+            let busy: Vec<usize> = if variant == Variant::LostOnDisconnect {
+                alive.iter().copied().filter(|index| runs_a_job(&reader, &started[*index])).collect()
+            } else {
+                Vec::new()
+            };
+            let pick = |choice: u64| {
+                let among = if busy.is_empty() { &alive } else { &busy };
+                (!among.is_empty()).then(|| among[(choice % among.len() as u64) as usize])
+            };
             match fault {
                 Fault::Partition { machine, length } => {
                     if let Some(index) = pick(machine)
@@ -348,7 +367,7 @@ fn simulate(options: &Options, root: &Path) -> anyhow::Result<Outcome> {
                         open_outages.insert(index, now);
                         repairs.push((now + length, Repair::Partition { machine: index }));
                         if variant == Variant::LostOnDisconnect {
-                            lose_on_disconnect(&reader, &started[index], &ledger, now);
+                            lose_on_disconnect(&backend, &reader, &started[index], &ledger, now);
                         }
                     }
                 }
@@ -362,7 +381,7 @@ fn simulate(options: &Options, root: &Path) -> anyhow::Result<Outcome> {
                         repairs.push((now + length, Repair::Hold { machine: index }));
                         if variant == Variant::LostOnDisconnect {
                             // To a health check, a link that carries nothing is a dropped one.
-                            lose_on_disconnect(&reader, &started[index], &ledger, now);
+                            lose_on_disconnect(&backend, &reader, &started[index], &ledger, now);
                         }
                     }
                 }
@@ -373,7 +392,7 @@ fn simulate(options: &Options, root: &Path) -> anyhow::Result<Outcome> {
                         ledger.machine_down(&name, now);
                         sim.bounce(name.as_str());
                         if variant == Variant::LostOnDisconnect {
-                            lose_on_disconnect(&reader, &name, &ledger, now);
+                            lose_on_disconnect(&backend, &reader, &name, &ledger, now);
                         }
                     }
                 }
@@ -385,6 +404,24 @@ fn simulate(options: &Options, root: &Path) -> anyhow::Result<Outcome> {
                         repairs.push((now + down, Repair::Server));
                     }
                 }
+            }
+        }
+        // A negative control's run stops once the rest of it could only cost time: a machine
+        // went down under a job, a worker saw its files vanish, or (F1) every fault is over
+        // and the leases of that time have run out.
+        if variant != Variant::Sound {
+            let caught = {
+                let ledger = ledger.lock();
+                ledger.terminations.iter().any(|termination| !termination.held.is_empty())
+                    || !ledger.observed.is_empty()
+            };
+            let settled = variant == Variant::LostOnDisconnect
+                && now > plan.faults_end + TIMEOUTS.lease_ttl + Duration::from_secs(1)
+                && repairs.is_empty();
+            if caught || settled {
+                ledger.trace_at(now, "the negative control's run stops here");
+                cut_short = true;
+                break now;
             }
         }
         steps += 1;
@@ -415,6 +452,7 @@ fn simulate(options: &Options, root: &Path) -> anyhow::Result<Outcome> {
         end,
         lease_ttl: TIMEOUTS.lease_ttl,
         all_finished_in_time,
+        cut_short,
     });
     violations.extend(busy_violations);
     let mut trace = ledger_view.trace.clone();
@@ -501,18 +539,33 @@ fn held_by(store: &Store, machine: &str) -> Vec<(i64, u32)> {
         .collect()
 }
 
-/// The F1 negative control's server: the runner's connection dropped, so its running attempts
-/// are declared lost now (by expiring every lease that ends no later than the latest of its).
-fn lose_on_disconnect(store: &Store, machine: &str, ledger: &SharedLedger, now: Duration) {
-    let latest = check::all_runners(store)
+/// True when the store has an attempt running on the runner named `machine`.
+fn runs_a_job(store: &Store, machine: &str) -> bool {
+    check::all_runners(store)
         .iter()
         .filter(|view| view.runner.name == machine)
-        .flat_map(|view| view.held.iter())
-        .filter(|attempt| attempt.state == AttemptState::Running)
-        .filter_map(|attempt| attempt.lease_deadline)
-        .max();
-    if let Some(deadline) = latest {
-        let expired = store.expire_leases(Timestamp(deadline.0 + 1)).map(|sweep| sweep.expired).unwrap_or(0);
+        .any(|view| view.held.iter().any(|attempt| attempt.state == AttemptState::Running))
+}
+
+/// The F1 negative control's server: the runner's connection dropped, so its running attempts
+/// are declared lost now. (Their leases are cut short to this instant and the lease sweep runs.)
+fn lose_on_disconnect(backend: &MemBackend, store: &Store, machine: &str, ledger: &SharedLedger, now: Duration) {
+    let instant = Timestamp(EPOCH_MS).plus(now);
+    let cut = backend.write(&mut |tx| {
+        let mut cut = false;
+        for runner in tx.runners_named(machine)? {
+            for mut attempt in tx.attempts_held(runner.id)? {
+                if attempt.state == AttemptState::Running {
+                    attempt.lease_deadline = Some(Timestamp(instant.0.saturating_sub(1)));
+                    tx.attempt_update(&attempt)?;
+                    cut = true;
+                }
+            }
+        }
+        Ok(cut)
+    });
+    if cut.is_ok() {
+        let expired = store.expire_leases(instant).map(|sweep| sweep.expired).unwrap_or(0);
         ledger.trace_at(now, format!("broken server: {machine} disconnected; {expired} lease(s) expired"));
     }
 }
