@@ -23,7 +23,7 @@ pub struct StatusArgs {
 /// `baton status RUN`: the run's jobs and legs. Exits 0 for a run that succeeded or is still
 /// going, 1 for one that failed or was cancelled.
 pub async fn status(args: StatusArgs) -> anyhow::Result<u8> {
-    let client = args.connect.client()?;
+    let client = args.connect.connect().await?;
     let run = client.get_run(args.run).await?;
     match args.output {
         OutputFormat::Json => output::print_json(&output::run_summary(&run))?,
@@ -60,7 +60,7 @@ pub struct LogsArgs {
 
 /// `baton logs RUN`: every log line of the run's legs, grouped by leg.
 pub async fn logs(args: LogsArgs) -> anyhow::Result<u8> {
-    let client = args.connect.client()?;
+    let client = args.connect.connect().await?;
     let style = Style::detect();
     if args.follow {
         let mut follower =
@@ -113,7 +113,7 @@ pub struct CancelArgs {
 
 /// `baton cancel RUN`: asks the run to stop; prints where it stands.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<u8> {
-    let client = args.connect.client()?;
+    let client = args.connect.connect().await?;
     let run = client.cancel_run(args.run).await?;
     let state = match &run.conclusion {
         Some(conclusion) => format!("completed ({conclusion})"),
@@ -139,7 +139,7 @@ pub struct ListArgs {
 
 /// `baton runners`.
 pub async fn runners(args: ListArgs) -> anyhow::Result<u8> {
-    let client = args.connect.client()?;
+    let client = args.connect.connect().await?;
     let list = client.list_runners(args.after, usize::from(args.limit)).await?;
     match args.output {
         OutputFormat::Json => output::print_json(&list)?,
@@ -170,7 +170,7 @@ pub async fn runners(args: ListArgs) -> anyhow::Result<u8> {
 
 /// `baton jobs`.
 pub async fn jobs(args: ListArgs) -> anyhow::Result<u8> {
-    let client = args.connect.client()?;
+    let client = args.connect.connect().await?;
     let list = client.list_jobs(args.after, usize::from(args.limit)).await?;
     match args.output {
         OutputFormat::Json => output::print_json(&list)?,
@@ -228,7 +228,7 @@ pub struct TokenCreateArgs {
 /// `baton token create`: prints the token (it is shown only this once).
 pub async fn token(command: TokenCommand) -> anyhow::Result<u8> {
     let TokenCommand::Create(args) = command;
-    let client = args.connect.client()?;
+    let client = args.connect.connect().await?;
     let response = client
         .create_registration_token(&api::CreateRegistrationTokenRequest {
             labels: args.labels,

@@ -11,9 +11,11 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct RunnerArgs {
-    /// The server's URL, e.g. http://127.0.0.1:8420.
-    #[arg(long, env = "BATON_SERVER")]
-    server: String,
+    /// The server's URL, e.g. http://127.0.0.1:8420. For several replicas of one server,
+    /// separate their URLs with commas or repeat the flag: the runner moves to the next when
+    /// one stops answering.
+    #[arg(long, env = "BATON_SERVER", value_delimiter = ',', required = true)]
+    server: Vec<String>,
     /// A registration token (`baton token create`); needed the first time only.
     #[arg(long, env = "BATON_RUNNER_TOKEN", conflicts_with = "jit")]
     token: Option<String>,
@@ -84,7 +86,7 @@ pub async fn run(args: RunnerArgs) -> anyhow::Result<()> {
     };
     let program = std::env::current_exe().context("find this program to start workers")?;
     let config = RunnerConfig {
-        server: args.server,
+        server: args.server.join(","),
         registration,
         name: args.name.unwrap_or_else(host_name),
         labels: args.labels,
@@ -129,4 +131,26 @@ async fn forward_signals(signals: tokio::sync::mpsc::UnboundedSender<Signal>) {
 
 pub fn run_worker(args: WorkerArgs) -> anyhow::Result<i32> {
     baton_runner::worker::run(&args.attempt_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        runner: RunnerArgs,
+    }
+
+    #[test]
+    fn the_server_list_reaches_the_listener_whole() {
+        let command =
+            Command::try_parse_from(["baton-runner", "--server", "http://a,http://b", "--server", "http://c"])
+                .expect("valid flags");
+        assert_eq!(command.runner.server.join(","), "http://a,http://b,http://c");
+        assert!(Command::try_parse_from(["baton-runner"]).is_err(), "--server is required");
+    }
 }

@@ -35,9 +35,10 @@ struct RunArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     connect: ConnectArgs,
-    /// The URL runners reach the server at [default: --server].
-    #[arg(long, env = "BATON_SCALER_RUNNER_SERVER")]
-    runner_server: Option<String>,
+    /// The URL runners reach the server at [default: --server]. Several (comma-separated, or the
+    /// flag repeated) are handed to every runner as its `--server` list.
+    #[arg(long, env = "BATON_SCALER_RUNNER_SERVER", value_delimiter = ',')]
+    runner_server: Vec<String>,
     /// Serve the scaler's Prometheus metrics on this address (`/metrics`).
     #[arg(long, env = "BATON_SCALER_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -69,8 +70,9 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Err(InvalidInput("no pools given: pass --config scaler.toml (see README: Autoscaling)".into()).into());
     };
     let config = Config::load(path).map_err(|error| InvalidInput(error.to_string()))?;
+    // No probe of the servers: the scaler's loops retry, and so reach the next server.
     let client = args.connect.client()?;
-    let server = args.runner_server.clone().or(args.connect.server.clone()).unwrap_or_default();
+    let server = runner_servers(&args, &client)?;
     let work_dir = match args.work_dir {
         Some(dir) => dir,
         None => directories::ProjectDirs::from("org", "baton", "baton")
@@ -94,8 +96,20 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// The servers runners are told to reach, as their `--server` takes them: `--runner-server`, or
+/// the scaler's own. Checked and normalised here, so a bad URL stops the scaler rather than
+/// every runner it starts.
+fn runner_servers(args: &RunArgs, client: &baton_client::Client) -> anyhow::Result<String> {
+    if args.runner_server.is_empty() {
+        return Ok(client.server_urls().join(","));
+    }
+    let servers = baton_client::parse_server_urls(&args.runner_server.join(","))
+        .map_err(|error| InvalidInput(format!("--runner-server: {error}")))?;
+    Ok(servers.join(","))
+}
+
 async fn print_log(args: LogArgs) -> anyhow::Result<u8> {
-    let client = args.connect.client()?;
+    let client = args.connect.connect().await?;
     // Without --follow, stop at the newest event as of now (any pool's snapshot names it).
     let last = if args.follow { None } else { Some(client.pool_snapshot("default").await?.as_of_event) };
     if last == Some(0) {
@@ -121,4 +135,38 @@ async fn print_log(args: LogArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Command {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn runner_servers_of(args: &[&str]) -> anyhow::Result<String> {
+        let command = Command::try_parse_from([&["baton-scaler", "--token", "bat_admin"], args].concat())?;
+        let client = command.run.connect.client()?;
+        runner_servers(&command.run, &client)
+    }
+
+    #[test]
+    fn runners_get_the_whole_server_list() {
+        let servers = runner_servers_of(&["--server", "http://a:8420/, http://b:8420", "--server", "http://c:8420"]);
+        assert_eq!(servers.expect("valid servers"), "http://a:8420,http://b:8420,http://c:8420");
+        let servers =
+            runner_servers_of(&["--server", "http://a:8420", "--runner-server", "http://10.0.0.1,http://10.0.0.2"]);
+        assert_eq!(servers.expect("valid servers"), "http://10.0.0.1,http://10.0.0.2");
+        let error = runner_servers_of(&["--server", "http://a:8420", "--runner-server", "http://10.0.0.1,10.0.0.2"])
+            .expect_err("a URL without a scheme");
+        assert_eq!(
+            error.to_string(),
+            r#"--runner-server: invalid server URL "10.0.0.2": must start with http:// or https://"#
+        );
+    }
 }

@@ -82,7 +82,7 @@ pub async fn main(command: WebhooksCommand) -> anyhow::Result<u8> {
     let style = Style::detect();
     match command {
         WebhooksCommand::Add(args) => {
-            let client = args.common.connect.client()?;
+            let client = args.common.connect.connect().await?;
             let request = api::CreateWebhookRequest {
                 url: args.url,
                 events: args.events,
@@ -99,21 +99,21 @@ pub async fn main(command: WebhooksCommand) -> anyhow::Result<u8> {
             }
         }
         WebhooksCommand::List(args) => {
-            let list = args.connect.client()?.list_webhooks().await?;
+            let list = args.connect.connect().await?.list_webhooks().await?;
             match args.output {
                 OutputFormat::Json => output::print_json(&list)?,
                 OutputFormat::Text => output::table(&style, &endpoint_rows(&list.webhooks)),
             }
         }
         WebhooksCommand::Remove(args) => {
-            let removed = args.common.connect.client()?.remove_webhook(args.id).await?;
+            let removed = args.common.connect.connect().await?.remove_webhook(args.id).await?;
             match args.common.output {
                 OutputFormat::Json => output::print_json(&removed)?,
                 OutputFormat::Text => output::line(&format!("webhook {} removed", removed.id)),
             }
         }
         WebhooksCommand::Deliveries(args) => {
-            let list = args.common.connect.client()?.webhook_deliveries(args.id, 0, 1000).await?;
+            let list = args.common.connect.connect().await?.webhook_deliveries(args.id, 0, 1000).await?;
             match args.common.output {
                 OutputFormat::Json => output::print_json(&list)?,
                 OutputFormat::Text => {
@@ -144,7 +144,7 @@ pub async fn main(command: WebhooksCommand) -> anyhow::Result<u8> {
             }
         }
         WebhooksCommand::Redeliver(args) => {
-            let delivery = args.common.connect.client()?.redeliver(args.id).await?;
+            let delivery = args.common.connect.connect().await?.redeliver(args.id).await?;
             match args.common.output {
                 OutputFormat::Json => output::print_json(&delivery)?,
                 OutputFormat::Text => {
@@ -154,7 +154,7 @@ pub async fn main(command: WebhooksCommand) -> anyhow::Result<u8> {
         }
         WebhooksCommand::Rotate(args) => {
             let request = api::RotateWebhookRequest { overlap_secs: args.overlap_secs };
-            let rotated = args.common.connect.client()?.rotate_webhook(args.id, &request).await?;
+            let rotated = args.common.connect.connect().await?.rotate_webhook(args.id, &request).await?;
             match args.common.output {
                 OutputFormat::Json => output::print_json(&rotated)?,
                 OutputFormat::Text => output::line(&format!("new secret (shown only now): {}", rotated.secret)),

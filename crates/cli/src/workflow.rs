@@ -137,7 +137,7 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<u8> {
     let mut prepared = prepare(&args.workflow)?;
     prepared.request.any_runner = args.any_runner;
-    let client = args.connect.client()?;
+    let client = args.connect.connect().await?;
     let run = client.submit_run(&prepared.request).await?;
     output::line(&run.id.to_string());
     Ok(EXIT_OK)
@@ -148,23 +148,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let mut prepared = prepare(&args.workflow)?;
     let style = Style::detect();
-    let embedded = match &args.connect.server {
-        Some(_) => None,
-        None => {
-            let capacity = match args.capacity {
-                Some(capacity) => capacity,
-                None => std::thread::available_parallelism().map_or(1, |cores| u32::try_from(cores.get()).unwrap_or(1)),
-            };
-            prepared.request.any_runner = !args.strict_labels;
-            let mut labels = baton_runner::worker::env::default_labels();
-            labels.extend(args.labels.iter().cloned());
-            let options = EmbeddedOptions { data_dir: args.data_dir.clone(), capacity, labels };
-            Some(Embedded::start(options).await?)
-        }
+    let embedded = if args.connect.server.is_empty() {
+        let capacity = match args.capacity {
+            Some(capacity) => capacity,
+            None => std::thread::available_parallelism().map_or(1, |cores| u32::try_from(cores.get()).unwrap_or(1)),
+        };
+        prepared.request.any_runner = !args.strict_labels;
+        let mut labels = baton_runner::worker::env::default_labels();
+        labels.extend(args.labels.iter().cloned());
+        let options = EmbeddedOptions { data_dir: args.data_dir.clone(), capacity, labels };
+        Some(Embedded::start(options).await?)
+    } else {
+        None
     };
     let client = match &embedded {
         Some(fleet) => fleet.client.clone(),
-        None => args.connect.client()?,
+        None => args.connect.connect().await?,
     };
     let outcome = submit_and_follow(&client, &prepared.request, args.output, style, started).await;
     if let Some(fleet) = embedded {

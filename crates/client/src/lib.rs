@@ -6,11 +6,19 @@
 //!
 //! Every request goes through a [`Transport`]: reqwest by default, or the simulation's own
 //! through [`Client::with_transport`].
+//!
+//! A client knows one server URL or several (replicas of one deployment, any of which serves any
+//! call) and sends every request to the current one. When a request finds that server
+//! unavailable (no answer at all, or a 502, 503 or 504) the client moves on to the next one and
+//! still returns the error: the caller's retry loop, which already treats it as retryable, then
+//! reaches the next server. The client itself never sends a request twice.
 
 pub mod entropy;
 pub mod transport;
 pub mod webhook;
+use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baton_api as api;
@@ -102,41 +110,141 @@ fn rand_below(bound: u64) -> u64 {
     entropy::below(bound)
 }
 
-/// A client of one Baton server, with an optional bearer token (admin token or runner
-/// credential).
+/// Most server URLs one client fails over between.
+pub const SERVER_URLS_MAX: usize = 16;
+
+/// The servers a client may send to, and the one it sends to now. Every clone of a client, and
+/// every client made from it with [`Client::with_token`] or [`Client::with_own_connections`],
+/// shares one, so a server one of them found unavailable is left by all.
+#[derive(Debug)]
+struct Servers {
+    /// Base URLs without trailing slashes, in the order given; never empty.
+    urls: Vec<String>,
+    /// The index in `urls` of the server requests go to.
+    current: AtomicUsize,
+}
+
+impl Servers {
+    fn new(urls: Vec<String>) -> Servers {
+        assert!(!urls.is_empty());
+        assert!(urls.len() <= SERVER_URLS_MAX);
+        Servers { urls, current: AtomicUsize::new(0) }
+    }
+
+    /// The server requests go to now: its index, for [`Servers::move_past`], and its base URL.
+    fn current(&self) -> (usize, &str) {
+        // Relaxed: the index is a hint that orders no other memory.
+        let server_idx = self.current.load(Ordering::Relaxed);
+        assert!(server_idx < self.urls.len());
+        (server_idx, &self.urls[server_idx])
+    }
+
+    /// Moves on from server `failed_idx`, which a request just found unavailable. Only a move
+    /// from the server the client still sends to happens: when several requests to it fail at
+    /// once the client moves once, and a late failure of a server already left moves nothing.
+    fn move_past(&self, failed_idx: usize, reason: &dyn fmt::Display) {
+        assert!(failed_idx < self.urls.len());
+        if self.urls.len() == 1 {
+            return;
+        }
+        let next_idx = (failed_idx + 1) % self.urls.len();
+        if self.current.compare_exchange(failed_idx, next_idx, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            tracing::warn!(
+                failed = %self.urls[failed_idx],
+                next = %self.urls[next_idx],
+                %reason,
+                "server unavailable; moving to the next server"
+            );
+        }
+    }
+}
+
+/// Whether an answer with `status` says the server, rather than the request, is the problem: a
+/// proxy in front of it found it down or slow, or it is overloaded. Another replica may answer.
+fn is_unavailable_status(status: StatusCode) -> bool {
+    matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
+}
+
+/// A client of one Baton deployment (one server, or replicas of it that fail over), with an
+/// optional bearer token (admin token or runner credential).
 #[derive(Debug, Clone)]
 pub struct Client {
     transport: Arc<dyn Transport>,
-    base: String,
+    servers: Arc<Servers>,
     token: Option<String>,
+}
+
+/// A success answer, with the URL asked and the server that answered.
+struct Answer {
+    response: http::Response<ResponseBody>,
+    url: String,
+    server_idx: usize,
 }
 
 /// Requests that are not long-polls give up after this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Client {
-    /// A client that reaches the server over the network, through a pooled reqwest client.
-    pub fn new(base_url: &str, token: Option<String>) -> Result<Client> {
-        let base = check_base_url(base_url)?;
+    /// A client that reaches the servers over the network, through a pooled reqwest client.
+    /// `servers` is one base URL or several separated by commas (see [`parse_server_urls`]);
+    /// requests go to the first until it is found unavailable.
+    pub fn new(servers: &str, token: Option<String>) -> Result<Client> {
+        let urls = parse_server_urls(servers)?;
         let transport = ReqwestTransport::new()
-            .map_err(|error| Error::InvalidUrl { url: base_url.into(), message: error.to_string() })?;
-        Ok(Client { transport: Arc::new(transport), base, token })
+            .map_err(|error| Error::InvalidUrl { url: servers.into(), message: error.to_string() })?;
+        Ok(Client { transport: Arc::new(transport), servers: Arc::new(Servers::new(urls)), token })
     }
 
-    /// A client whose requests `transport` carries, e.g. the simulation's network. `base_url`
-    /// is checked as [`Client::new`] checks it, and still prefixes every request's URI.
-    pub fn with_transport(base_url: &str, token: Option<String>, transport: Arc<dyn Transport>) -> Result<Client> {
-        let base = check_base_url(base_url)?;
-        Ok(Client { transport, base, token })
+    /// A client whose requests `transport` carries, e.g. the simulation's network. `servers` is
+    /// checked as [`Client::new`] checks it, and the current server's URL still prefixes every
+    /// request's URI.
+    pub fn with_transport(servers: &str, token: Option<String>, transport: Arc<dyn Transport>) -> Result<Client> {
+        let urls = parse_server_urls(servers)?;
+        Ok(Client { transport, servers: Arc::new(Servers::new(urls)), token })
     }
 
-    /// The same server, through the same transport, with another bearer token.
+    /// The same servers (sharing which one is current), through the same transport, with
+    /// another bearer token.
     pub fn with_token(&self, token: impl Into<String>) -> Client {
-        Client { transport: Arc::clone(&self.transport), base: self.base.clone(), token: Some(token.into()) }
+        Client { transport: Arc::clone(&self.transport), servers: Arc::clone(&self.servers), token: Some(token.into()) }
     }
 
+    /// The same servers (sharing which one is current) and token, over a reqwest connection
+    /// pool of its own, so its requests never wait behind this client's: the runner renews
+    /// leases through one.
+    pub fn with_own_connections(&self) -> Result<Client> {
+        let transport = ReqwestTransport::new()
+            .map_err(|error| Error::InvalidUrl { url: self.servers.urls.join(","), message: error.to_string() })?;
+        Ok(Client { transport: Arc::new(transport), servers: Arc::clone(&self.servers), token: self.token.clone() })
+    }
+
+    /// The base URL of the server requests go to now.
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.servers.current().1
+    }
+
+    /// Every server's base URL, in the order given: join them with commas to hand the list on
+    /// (to a runner's `--server`, say).
+    pub fn server_urls(&self) -> &[String] {
+        &self.servers.urls
+    }
+
+    /// Asks the servers for `/healthz` in turn, from the current one, until one answers, and
+    /// leaves that one current; with one server, asks it once. For a program with no retry
+    /// loop (the CLI) that is about to send a request it must not repeat. Only this idempotent
+    /// GET is ever sent twice, and only to another server.
+    pub async fn find_live_server(&self) -> Result<api::Health> {
+        let mut asked = 0;
+        loop {
+            let (server_idx, _) = self.servers.current();
+            let outcome = self.health().await;
+            asked += 1;
+            match outcome {
+                // The server was unavailable and the client moved on: ask the next one.
+                Err(_) if asked < self.servers.urls.len() && self.servers.current().0 != server_idx => {}
+                outcome => return outcome,
+            }
+        }
     }
 
     async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -146,14 +254,22 @@ impl Client {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<T> {
-        let response = self.send(method.clone(), path, body, timeout).await?;
-        let url = answer_url(&response, || format!("{}{}", self.base, path));
-        let bytes = response.into_body().bytes().await.map_err(|source| Error::Transport {
-            method: method.clone(),
-            url: url.clone(),
-            source,
-        })?;
+        let answer = self.send(method.clone(), path, body, timeout).await?;
+        let (url, bytes) = self.read_body(&method, answer).await?;
         serde_json::from_slice(&bytes).map_err(|error| Error::Decode { method, url, message: error.to_string() })
+    }
+
+    /// The whole body of a success answer, and the URL it came from. A body cut short means the
+    /// server went away mid-answer: the client moves on from it.
+    async fn read_body(&self, method: &Method, answer: Answer) -> Result<(String, bytes::Bytes)> {
+        let url = answer_url(&answer.response, || answer.url.clone());
+        match answer.response.into_body().bytes().await {
+            Ok(bytes) => Ok((url, bytes)),
+            Err(source) => {
+                self.servers.move_past(answer.server_idx, &source);
+                Err(Error::Transport { method: method.clone(), url, source })
+            }
+        }
     }
 
     async fn send<B: Serialize + ?Sized>(
@@ -162,8 +278,9 @@ impl Client {
         path: &str,
         body: Option<&B>,
         timeout: Duration,
-    ) -> Result<http::Response<ResponseBody>> {
-        let url = format!("{}{}", self.base, path);
+    ) -> Result<Answer> {
+        let (server_idx, base) = self.servers.current();
+        let url = format!("{base}{path}");
         let transport_error = |source| Error::Transport { method: method.clone(), url: url.clone(), source };
         let mut request = new_request(&method, &url).map_err(transport_error)?;
         self.authorize(&mut request).map_err(transport_error)?;
@@ -174,15 +291,20 @@ impl Client {
             request.headers_mut().entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
             *request.body_mut() = json;
         }
-        let response = self.transport.send(request, Some(timeout)).await.map_err(transport_error)?;
+        let response = self.transport.send(request, Some(timeout)).await.map_err(|source| {
+            self.servers.move_past(server_idx, &source);
+            transport_error(source)
+        })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(response);
+            return Ok(Answer { response, url, server_idx });
         }
-        let bytes = response.into_body().bytes().await.map_err(|source| Error::Transport {
-            method: method.clone(),
-            url: url.clone(),
-            source,
+        if is_unavailable_status(status) {
+            self.servers.move_past(server_idx, &status);
+        }
+        let bytes = response.into_body().bytes().await.map_err(|source| {
+            self.servers.move_past(server_idx, &source);
+            transport_error(source)
         })?;
         let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
             code: format!("http_{}", status.as_u16()),
@@ -210,18 +332,24 @@ impl Client {
 
     /// Sends raw bytes as a JSON body, for tests of the server's input handling.
     pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Result<serde_json::Value> {
-        let url = format!("{}{}", self.base, path);
+        let (server_idx, base) = self.servers.current();
+        let url = format!("{base}{path}");
         let transport_error = |source| Error::Transport { method: Method::POST, url: url.clone(), source };
         let mut request = new_request(&Method::POST, &url).map_err(transport_error)?;
         request.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         *request.body_mut() = body;
         self.authorize(&mut request).map_err(transport_error)?;
-        let response = self.transport.send(request, Some(REQUEST_TIMEOUT)).await.map_err(transport_error)?;
+        let response = self.transport.send(request, Some(REQUEST_TIMEOUT)).await.map_err(|source| {
+            self.servers.move_past(server_idx, &source);
+            transport_error(source)
+        })?;
         let status = response.status();
-        let bytes = response.into_body().bytes().await.map_err(|source| Error::Transport {
-            method: Method::POST,
-            url: url.clone(),
-            source,
+        if is_unavailable_status(status) {
+            self.servers.move_past(server_idx, &status);
+        }
+        let bytes = response.into_body().bytes().await.map_err(|source| {
+            self.servers.move_past(server_idx, &source);
+            transport_error(source)
         })?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|error| Error::Decode {
@@ -418,13 +546,8 @@ impl Client {
     }
 
     pub async fn metrics_text(&self) -> Result<String> {
-        let response = self.send::<()>(Method::GET, "/metrics", None, REQUEST_TIMEOUT).await?;
-        let url = answer_url(&response, || format!("{}/metrics", self.base));
-        let bytes = response.into_body().bytes().await.map_err(|source| Error::Transport {
-            method: Method::GET,
-            url,
-            source,
-        })?;
+        let answer = self.send::<()>(Method::GET, "/metrics", None, REQUEST_TIMEOUT).await?;
+        let (_, bytes) = self.read_body(&Method::GET, answer).await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -432,18 +555,26 @@ impl Client {
         self.get("/api/openapi.json").await
     }
 
-    /// Follows the event stream after sequence `after`.
+    /// Follows the event stream after sequence `after`, from the current server: the stream
+    /// stays with it until it ends or breaks, and a caller that reopens it reaches the server
+    /// current then.
     pub async fn events(&self, after: i64) -> Result<EventStream> {
-        let path = format!("/api/v1/events?after={after}");
-        let url = format!("{}{}", self.base, path);
+        let (server_idx, base) = self.servers.current();
+        let url = format!("{base}/api/v1/events?after={after}");
         let transport_error = |source| Error::Transport { method: Method::GET, url: url.clone(), source };
         let mut request = new_request(&Method::GET, &url).map_err(transport_error)?;
         request.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         self.authorize(&mut request).map_err(transport_error)?;
         // No timeout: the stream stays open for as long as the server keeps it.
-        let response = self.transport.send(request, None).await.map_err(transport_error)?;
+        let response = self.transport.send(request, None).await.map_err(|source| {
+            self.servers.move_past(server_idx, &source);
+            transport_error(source)
+        })?;
         if !response.status().is_success() {
             let status = response.status();
+            if is_unavailable_status(status) {
+                self.servers.move_past(server_idx, &status);
+            }
             let bytes = response.into_body().bytes().await.unwrap_or_default();
             let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
                 code: format!("http_{}", status.as_u16()),
@@ -452,7 +583,13 @@ impl Client {
             });
             return Err(Error::Api { method: Method::GET, url, status, body });
         }
-        Ok(EventStream { body: response.into_body(), buffer: Vec::new(), url })
+        Ok(EventStream {
+            body: response.into_body(),
+            buffer: Vec::new(),
+            url,
+            servers: Arc::clone(&self.servers),
+            server_idx,
+        })
     }
 
     /// Adds the bearer token, marked sensitive as reqwest's `bearer_auth` marks it.
@@ -466,12 +603,44 @@ impl Client {
     }
 }
 
+/// The base URLs in `servers`: one URL, or several separated by commas
+/// (`http://ci-a:8420,http://ci-b:8420`), each an http(s) URL. Whitespace around each and
+/// trailing slashes are dropped. An empty list or entry, a URL listed twice and more than
+/// [`SERVER_URLS_MAX`] URLs are refused.
+pub fn parse_server_urls(servers: &str) -> Result<Vec<String>> {
+    let invalid = |message: String| Error::InvalidUrl { url: servers.into(), message };
+    if servers.trim().is_empty() {
+        return Err(invalid("no server URL given".into()));
+    }
+    let n_urls = servers.split(',').count();
+    if n_urls > SERVER_URLS_MAX {
+        return Err(invalid(format!("{n_urls} URLs; at most {SERVER_URLS_MAX} may be given")));
+    }
+    let mut urls: Vec<String> = Vec::with_capacity(n_urls);
+    for entry in servers.split(',').map(str::trim) {
+        if entry.is_empty() {
+            return Err(invalid("an empty entry: separate URLs with single commas".into()));
+        }
+        let url = check_base_url(entry)?;
+        if urls.contains(&url) {
+            return Err(Error::InvalidUrl { url: entry.into(), message: "given twice".into() });
+        }
+        urls.push(url);
+    }
+    assert!(!urls.is_empty());
+    assert!(urls.len() <= SERVER_URLS_MAX);
+    Ok(urls)
+}
+
 /// The server's base URL without its trailing slashes, if it is an http(s) URL.
 fn check_base_url(base_url: &str) -> Result<String> {
     let base = base_url.trim_end_matches('/').to_string();
     if !(base.starts_with("http://") || base.starts_with("https://")) {
         return Err(Error::InvalidUrl { url: base_url.into(), message: "must start with http:// or https://".into() });
     }
+    // Parsed as every request's URL will be, so a typo fails here rather than on each request.
+    reqwest::Url::parse(&base)
+        .map_err(|error| Error::InvalidUrl { url: base_url.into(), message: error.to_string() })?;
     Ok(base)
 }
 
@@ -499,6 +668,10 @@ pub struct EventStream {
     body: ResponseBody,
     buffer: Vec<u8>,
     url: String,
+    /// The client's servers and the one this stream reads from, to move on from it when the
+    /// stream breaks.
+    servers: Arc<Servers>,
+    server_idx: usize,
 }
 
 /// Longest event the stream accepts before giving up on the connection.
@@ -537,6 +710,7 @@ impl EventStream {
                 Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
                 Ok(None) => return None,
                 Err(source) => {
+                    self.servers.move_past(self.server_idx, &source);
                     return Some(Err(Error::Transport { method: Method::GET, url: self.url.clone(), source }));
                 }
             }
@@ -572,6 +746,50 @@ mod tests {
         assert_eq!(find_blank_line(b"data: x\n\nrest"), Some((7, 9)));
         assert_eq!(find_blank_line(b"data: x\r\n\r\n"), Some((7, 11)));
         assert_eq!(find_blank_line(b"data: x\n"), None);
+    }
+
+    #[test]
+    fn server_lists() {
+        let check = |servers: &str, expect: expect_test::Expect| {
+            let parsed = match parse_server_urls(servers) {
+                Ok(urls) => urls.join(" "),
+                Err(error) => format!("error: {error}"),
+            };
+            expect.assert_eq(&parsed);
+        };
+        check("http://ci:8420/", expect_test::expect!["http://ci:8420"]);
+        check(
+            " http://a:8420 , https://b:8420//,http://c ",
+            expect_test::expect!["http://a:8420 https://b:8420 http://c"],
+        );
+        check("", expect_test::expect![[r#"error: invalid server URL "": no server URL given"#]]);
+        check(
+            "http://a,,http://b",
+            expect_test::expect![[
+                r#"error: invalid server URL "http://a,,http://b": an empty entry: separate URLs with single commas"#
+            ]],
+        );
+        check(
+            "http://a,",
+            expect_test::expect![[
+                r#"error: invalid server URL "http://a,": an empty entry: separate URLs with single commas"#
+            ]],
+        );
+        check(
+            "http://a,ci:8420",
+            expect_test::expect![[r#"error: invalid server URL "ci:8420": must start with http:// or https://"#]],
+        );
+        check(
+            "http://a http://b",
+            expect_test::expect![[
+                r#"error: invalid server URL "http://a http://b": invalid international domain name"#
+            ]],
+        );
+        check("http://a/,http://a", expect_test::expect![[r#"error: invalid server URL "http://a": given twice"#]]);
+        let many = (0..=SERVER_URLS_MAX).map(|n| format!("http://s{n}")).collect::<Vec<_>>().join(",");
+        assert_eq!(parse_server_urls(&many[..many.rfind(',').expect("a comma")]).map(|urls| urls.len()).ok(), Some(16));
+        let error = parse_server_urls(&many).expect_err("one too many").to_string();
+        assert!(error.ends_with(": 17 URLs; at most 16 may be given"), "{error}");
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! `BATON_RUNNER_JIT`, `BATON_RUNNER_NAME`, `BATON_RUNNER_EPHEMERAL`, `BATON_RUNNER_CAPACITY`),
 //! so an image's own `ENTRYPOINT` must accept that command. The image must already be on the
 //! engine; the provider does not pull it. The runner must be able to reach the server's URL from
-//! inside the container: for a server on the host's loopback, use `network = "host"`.
+//! inside the container (every URL, when `BATON_SERVER` lists several replicas): for a server on
+//! the host's loopback, use `network = "host"`.
 //!
 //! A runner `NAME` becomes the container `baton-NAME`, labelled `org.baton.pool=POOL` and
 //! `org.baton.name=NAME`; its id is the container's id. Only running containers are instances;
@@ -284,6 +285,13 @@ mod tests {
         let host = config.host_config.expect("host config");
         assert_eq!(host.network_mode.as_deref(), Some("host"));
         assert_eq!(host.auto_remove, Some(false));
+    }
+
+    #[test]
+    fn a_server_list_reaches_the_runner_whole() {
+        let request = CreateRequest { server: "http://ci-a:8080,http://ci-b:8080".into(), ..request() };
+        let env = container_config(&request, "img", None).env.expect("env");
+        assert!(env.contains(&"BATON_SERVER=http://ci-a:8080,http://ci-b:8080".to_string()), "{env:?}");
     }
 
     #[test]

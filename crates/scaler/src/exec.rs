@@ -4,7 +4,8 @@
 //! - `COMMAND create`, with the request as JSON on stdin (`{"name", "pool", "labels",
 //!   "server", "jit_config", "ephemeral", "capacity"}`) and the same values in `BATON_*`
 //!   variables; it prints `{"id": "..."}`. The machine must start
-//!   `baton runner --server SERVER --jit JIT_CONFIG --name NAME [--ephemeral]`.
+//!   `baton runner --server SERVER --jit JIT_CONFIG --name NAME [--ephemeral]`. `server` may be
+//!   a comma-separated list of replicas' URLs: pass it to `--server` (or `BATON_SERVER`) as is.
 //! - `COMMAND terminate ID`: stops and removes the machine; an unknown id must succeed.
 //! - `COMMAND list POOL`: prints a JSON array of `{"id", "name", "pool"}` for the pool's machines.
 //!

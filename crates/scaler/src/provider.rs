@@ -21,6 +21,8 @@ pub struct CreateRequest {
     pub name: String,
     pub pool: String,
     pub labels: Vec<String>,
+    /// The servers the runner reaches, as `baton runner --server` takes them: one base URL, or
+    /// several replicas' separated by commas. Handed on whole, never split.
     pub server: String,
     pub jit_config: String,
     pub ephemeral: bool,

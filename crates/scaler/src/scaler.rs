@@ -72,7 +72,8 @@ struct Pool {
 #[derive(Debug)]
 pub struct Scaler {
     client: Client,
-    /// The URL runners are told to reach the server at.
+    /// The URL runners are told to reach the server at: one, or several replicas' separated by
+    /// commas, handed to every runner whole.
     server_url: String,
     pools: Vec<Pool>,
     interval: Duration,

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 /// A server that answers each connection with the next canned response, then closes it, and
 /// keeps every request it read with the port replaced by `PORT`.
-async fn serve(answers: Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn serve(answers: Vec<String>) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
     let port = listener.local_addr().expect("a bound address").port();
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -49,12 +49,12 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
     }
 }
 
-const JOB_JSON: &str = r#"{"id": 7, "name": "build", "labels": [], "state": "queued", "conclusion": null,
+pub(crate) const JOB_JSON: &str = r#"{"id": 7, "name": "build", "labels": [], "state": "queued", "conclusion": null,
     "reason": null, "max_attempts": 3, "cancel_requested": false, "created_at": "2025-01-01T00:00:00Z",
     "completed_at": null, "attempts": [], "spec": {"name": "build", "steps": [{"run": "make"}]}}"#;
 
 /// An HTTP/1.1 answer with a JSON body, after which the server closes the connection.
-fn answer(status: &str, json: &str) -> String {
+pub(crate) fn answer(status: &str, json: &str) -> String {
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
         json.len()

@@ -2,7 +2,8 @@
 //!
 //! After registering, a runner keeps its credential in `<state dir>/credentials.json` with mode
 //! 0600, so a restarted persistent runner comes back as the same runner instead of registering
-//! a new one.
+//! a new one. The file names the servers it was registered with (one URL, or a comma-separated
+//! list of replicas), and is used only with a server list that shares a URL with it.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,10 +14,24 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Credentials {
+    /// The servers registered with, as `--server` takes them: one base URL or several separated
+    /// by commas.
     pub server: String,
     pub runner_id: i64,
     pub name: String,
     pub credential: String,
+}
+
+impl Credentials {
+    /// Whether the credentials belong to the deployment at `servers`: their stored list shares
+    /// a URL with it. Replicas serve one database, so a runner keeps its identity when replicas
+    /// are added, removed or reordered; a list with no URL in common is another deployment.
+    pub fn is_for_servers(&self, servers: &[String]) -> bool {
+        match baton_client::parse_server_urls(&self.server) {
+            Ok(stored) => stored.iter().any(|url| servers.contains(url)),
+            Err(_) => false,
+        }
+    }
 }
 
 /// Largest credentials file read.
@@ -89,5 +104,33 @@ mod tests {
         let loaded = load(dir.path()).expect("load").expect("present");
         assert_eq!(loaded.runner_id, 7);
         assert_eq!(loaded.credential, "bat_run_x");
+    }
+
+    #[test]
+    fn a_server_list_round_trips_and_matches_any_list_sharing_a_url() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let credentials = Credentials {
+            server: "http://ci-a:8420,http://ci-b:8420".into(),
+            runner_id: 7,
+            name: "r".into(),
+            credential: "bat_run_x".into(),
+        };
+        store(dir.path(), &credentials).expect("store");
+        let loaded = load(dir.path()).expect("load").expect("present");
+        assert_eq!(loaded.server, "http://ci-a:8420,http://ci-b:8420");
+        let is_for = |servers: &str| {
+            loaded.is_for_servers(&baton_client::parse_server_urls(servers).expect("a valid server list"))
+        };
+        assert!(is_for("http://ci-a:8420,http://ci-b:8420"));
+        assert!(is_for("http://ci-b:8420/, http://ci-a:8420"), "reordered");
+        assert!(is_for("http://ci-b:8420,http://ci-c:8420"), "a replica replaced");
+        assert!(is_for("http://ci-a:8420"), "a replica removed");
+        assert!(!is_for("http://staging:8420"), "another deployment");
+
+        // A file written before lists, with the URL as it was typed.
+        let single = Credentials { server: "http://ci-a:8420/".into(), ..loaded.clone() };
+        assert!(single.is_for_servers(&["http://ci-a:8420".to_string(), "http://ci-b:8420".to_string()]));
+        let unreadable = Credentials { server: "ci-a:8420".into(), ..loaded };
+        assert!(!unreadable.is_for_servers(&["http://ci-a:8420".to_string()]));
     }
 }

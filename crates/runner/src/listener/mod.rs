@@ -41,6 +41,8 @@ pub enum Registration {
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
+    /// The server's base URL, or several replicas' separated by commas: requests go to one
+    /// until it is found unavailable, then to the next (see `baton_client`).
     pub server: String,
     pub registration: Registration,
     pub name: String,
@@ -83,12 +85,16 @@ pub async fn run(mut config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<
         std::fs::canonicalize(&config.work_dir).with_context(|| format!("resolve {}", config.work_dir.display()))?;
     config.state_dir =
         std::fs::canonicalize(&config.state_dir).with_context(|| format!("resolve {}", config.state_dir.display()))?;
-    let anonymous = server_client(&config, None).context("configure the server URL")?;
+    let anonymous = server_client(&config).context("configure the server URL")?;
     let credentials = obtain_credentials(&config, &anonymous).await?;
     let client = anonymous.with_token(credentials.credential.clone());
     // The renewer's own client: in production its own connection pool, so log uploads cannot
-    // delay renewals.
-    let renewer_client = server_client(&config, Some(credentials.credential.clone()))?;
+    // delay renewals. It shares the current server with `client`, so a server either of them
+    // found unavailable is left by both.
+    let renewer_client = match &config.transport {
+        Some(_) => client.clone(),
+        None => client.with_own_connections()?,
+    };
     let renewer = if config.renew_on_own_thread {
         renewer::Renewer::start(renewer_client).context("start the renewal thread")?
     } else {
@@ -246,10 +252,11 @@ pub async fn run(mut config: RunnerConfig, mut signals: mpsc::UnboundedReceiver<
     Ok(())
 }
 
-fn server_client(config: &RunnerConfig, token: Option<String>) -> anyhow::Result<Client> {
+/// A client of the configured servers, with no token yet.
+fn server_client(config: &RunnerConfig) -> anyhow::Result<Client> {
     Ok(match &config.transport {
-        Some(transport) => Client::with_transport(&config.server, token, transport.clone())?,
-        None => Client::new(&config.server, token)?,
+        Some(transport) => Client::with_transport(&config.server, None, transport.clone())?,
+        None => Client::new(&config.server, None)?,
     })
 }
 
@@ -286,7 +293,7 @@ async fn open_session(client: &Client) -> anyhow::Result<api::SessionResponse> {
 
 async fn obtain_credentials(config: &RunnerConfig, anonymous: &Client) -> anyhow::Result<credentials::Credentials> {
     if let Some(stored) = credentials::load(&config.state_dir)? {
-        if stored.server.trim_end_matches('/') == config.server.trim_end_matches('/') {
+        if stored.is_for_servers(anonymous.server_urls()) {
             tracing::info!(runner_id = stored.runner_id, "using stored credentials");
             return Ok(stored);
         }
@@ -327,7 +334,7 @@ async fn obtain_credentials(config: &RunnerConfig, anonymous: &Client) -> anyhow
         }
     };
     let stored = credentials::Credentials {
-        server: config.server.clone(),
+        server: anonymous.server_urls().join(","),
         runner_id: registered.runner.id,
         name: registered.runner.name.clone(),
         credential: registered.credential,
