@@ -159,6 +159,11 @@ impl CredentialCache {
         runners.insert(hash, runner_id);
     }
 
+    /// Forgets every credential: anything may have changed.
+    pub fn clear(&self) {
+        self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
+
     /// Forgets the credentials of runners that are gone.
     pub fn revoke(&self, gone: &[RunnerId]) {
         let mut runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

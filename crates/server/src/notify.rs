@@ -3,12 +3,14 @@
 //! The store tells the [`Hub`] which runners got messages and which events were appended; the
 //! hub wakes the long-polls of those runners and every event stream, and revokes the cached
 //! credentials of runners that became gone. Nobody polls the store on a timer to find out.
+//! Replicas on one PostgreSQL database hear each other's commits through the store
+//! ([`CommitObserver::committed_elsewhere`]) and wake their own waiters the same way.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use baton_core::RunnerId;
-use baton_store::{CommitObserver, Effects};
+use baton_store::{CommitObserver, Effects, Wake};
 use tokio::sync::{Notify, watch};
 
 use crate::metrics::Metrics;
@@ -78,6 +80,27 @@ impl CommitObserver for Hub {
             }
         }
         if !effects.events.is_empty() {
+            self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
+    }
+
+    fn committed_elsewhere(&self, wake: &Wake) {
+        if wake.everything {
+            self.credentials.clear();
+        } else if !wake.gone.is_empty() {
+            self.credentials.revoke(&wake.gone);
+        }
+        {
+            let runners = self.runners.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if wake.everything {
+                runners.values().for_each(|notify| notify.notify_waiters());
+            } else {
+                wake.messaged.iter().filter_map(|runner_id| runners.get(runner_id)).for_each(|notify| {
+                    notify.notify_waiters();
+                });
+            }
+        }
+        if wake.events || wake.everything {
             self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
         }
     }

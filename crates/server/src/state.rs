@@ -43,20 +43,16 @@ impl AppState {
         let database = config.database.clone();
         let timeouts = config.timeouts;
         let execution = config.execution;
-        let mut store = execute(execution, move || match database {
-            Database::Sqlite { path, durability } => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-                }
-                Store::open_sqlite(&path, durability, timeouts).with_context(|| format!("open {}", path.display()))
-            }
-            Database::Memory => Ok(Store::open_memory(timeouts)),
-            Database::Postgres { url } => Store::open_postgres(&url, timeouts).context("open the PostgreSQL database"),
-            Database::SharedMemory(backend) => Ok(Store::new(Box::new(backend), timeouts)),
+        let observer = hub.clone();
+        let store = execute(execution, move || -> anyhow::Result<Store> {
+            let mut store = open_store(database, timeouts)?;
+            // Set here, off the async runtime: on PostgreSQL this connects to listen for the
+            // other replicas' commits.
+            store.set_observer(observer);
+            Ok(store)
         })
         .await
         .context("join the store opener")??;
-        store.set_observer(hub.clone());
         let store = Arc::new(store);
 
         let admin_token = config.admin_token.clone();
@@ -148,6 +144,21 @@ where
     match execution {
         Execution::Blocking => tokio::task::spawn_blocking(work).await,
         Execution::Inline => Ok(work()),
+    }
+}
+
+/// Opens (or creates) the store `database` names.
+fn open_store(database: Database, timeouts: baton_core::Timeouts) -> anyhow::Result<Store> {
+    match database {
+        Database::Sqlite { path, durability } => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+            }
+            Store::open_sqlite(&path, durability, timeouts).with_context(|| format!("open {}", path.display()))
+        }
+        Database::Memory => Ok(Store::open_memory(timeouts)),
+        Database::Postgres { url } => Store::open_postgres(&url, timeouts).context("open the PostgreSQL database"),
+        Database::SharedMemory(backend) => Ok(Store::new(Box::new(backend), timeouts)),
     }
 }
 

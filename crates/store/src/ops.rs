@@ -42,9 +42,45 @@ impl Effects {
     }
 }
 
+/// What another process serving the same database committed, as far as anyone here may be
+/// waiting for it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Wake {
+    /// Runners that have new messages.
+    pub messaged: Vec<RunnerId>,
+    /// Runners that became gone.
+    pub gone: Vec<RunnerId>,
+    /// Events were appended.
+    pub events: bool,
+    /// Anything may have changed (the lists did not fit, or notifications were missed while
+    /// the watch reconnected): wake every runner and forget cached credentials.
+    pub everything: bool,
+}
+
+impl Wake {
+    /// The part of a commit's effects other processes act on.
+    pub fn of(effects: &Effects) -> Wake {
+        Wake {
+            messaged: effects.messaged.clone(),
+            gone: effects.gone.clone(),
+            events: !effects.events.is_empty(),
+            everything: false,
+        }
+    }
+
+    /// Nothing to tell.
+    pub fn is_empty(&self) -> bool {
+        self.messaged.is_empty() && self.gone.is_empty() && !self.events && !self.everything
+    }
+}
+
 /// Told about every commit that had effects.
 pub trait CommitObserver: Send + Sync {
     fn committed(&self, effects: &Effects);
+
+    /// Told about commits of other processes serving the same database (replicas on
+    /// PostgreSQL); never called for a database only this process serves.
+    fn committed_elsewhere(&self, _wake: &Wake) {}
 }
 
 /// The store: a backend, the protocol timeouts, and an observer of commits.
@@ -185,7 +221,10 @@ impl Store {
         Store::new(Box::new(crate::mem::MemBackend::new()), timeouts)
     }
 
+    /// Sets who is told about commits: this process's own, and (on a database several
+    /// processes serve) the others'.
     pub fn set_observer(&mut self, observer: Arc<dyn CommitObserver>) {
+        self.backend.watch_others(observer.clone());
         self.observer = Some(observer);
     }
 
@@ -201,6 +240,9 @@ impl Store {
             effects = Effects::default();
             match script(tx, &mut effects) {
                 Ok(value) => {
+                    if !effects.messaged.is_empty() || !effects.events.is_empty() || !effects.gone.is_empty() {
+                        tx.announce(&effects)?;
+                    }
                     outcome = Some(Ok(value));
                     Ok(true)
                 }

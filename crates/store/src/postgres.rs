@@ -1,26 +1,46 @@
-//! The PostgreSQL backend: for fleets that outgrow one machine, on the engine teams already run.
+//! The PostgreSQL backend: for fleets that outgrow one machine, on the engine teams already run,
+//! served by several `baton server` replicas at once.
 //!
-//! Write transactions run at `SERIALIZABLE` isolation and are retried when PostgreSQL reports a
-//! serialization failure or deadlock, so every script keeps the meaning it has on SQLite: its
-//! predicate and effect commit together, as if alone. Several writer connections commit in
-//! parallel (PostgreSQL then shares one WAL flush among them), exactly as several replicas do. Reads run in `REPEATABLE READ READ ONLY`
-//! snapshots. The schema mirrors SQLite's (`migrations/postgres`): integers are `BIGINT`,
-//! flags `BOOLEAN`, lists and maps JSON text. The SQL of each statement is the SQLite one with
-//! `?N` placeholders turned into `$N`; statements are prepared once per connection.
+//! **Writes** run one at a time across every replica: each write transaction first takes one
+//! transaction-scoped advisory lock (`pg_advisory_xact_lock`), at `READ COMMITTED` isolation, so
+//! every statement after the lock sees every write committed before it. The scripts therefore
+//! keep the meaning they have on SQLite (one writer; a predicate and its effect commit
+//! together, as if alone), sweepers are safe to run on every replica at once, and event
+//! sequence numbers become visible in order, so a reader that follows events by sequence never
+//! skips one. (`SERIALIZABLE` alone also keeps the scripts' meaning, but under contention it
+//! aborts and retries transactions without bound, and commits sequence numbers out of order.)
+//! Serialization failures and deadlocks are retried all the same.
+//!
+//! **Reads** run in `REPEATABLE READ READ ONLY` snapshots: a consistent prefix of the writes.
+//!
+//! **Wake-ups across replicas.** A write that messaged runners, made runners gone or appended
+//! events also sends `NOTIFY baton_commits` with what it did (PostgreSQL delivers it only if the
+//! transaction commits); every replica `LISTEN`s on its own connection and hands what the others
+//! did to its commit observer, so a long-poll on one replica wakes when another assigns to it.
+//! After the listening connection was lost, the observer is told that anything may have
+//! changed.
+//!
+//! The schema mirrors SQLite's (`migrations/postgres`): integers are `BIGINT`, flags `BOOLEAN`,
+//! lists and maps JSON text. The SQL of each statement is the SQLite one with `?N` placeholders
+//! turned into `$N`; statements are prepared once per connection, and a connection the server
+//! closed is opened again on next use.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use baton_core::{
     Attempt, AttemptNo, AttemptResult, AttemptState, Delivery, EventKind, EventSeq, JitConfig, Job, JobConclusion,
     JobId, JobState, LeaseEpoch, Message, MessageId, RegistrationToken, Run, RunId, Runner, RunnerId, RunnerState,
     Session, SessionId, SessionState, Timestamp, Webhook,
 };
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 
-use crate::StoreError;
 use crate::tx::{Backend, Event, LogChunk, QueueCursor, Tx};
+use crate::{CommitObserver, Effects, StoreError, Wake};
 
 type R<T> = std::result::Result<T, StoreError>;
 
@@ -32,6 +52,9 @@ const READERS: usize = 4;
 const WRITERS: usize = 4;
 /// Attempts of a write transaction that PostgreSQL aborted as a serialization failure.
 const WRITE_ATTEMPTS: u32 = 60;
+/// Runner ids one announcement lists at most; a longer one says "anything may have changed"
+/// (PostgreSQL bounds a payload at 8000 bytes).
+const ANNOUNCED_RUNNERS_MAX: usize = 200;
 
 /// One connection with its prepared statements.
 struct Connection {
@@ -47,8 +70,73 @@ impl std::fmt::Debug for Connection {
 
 #[derive(Debug)]
 pub struct PostgresBackend {
+    url: String,
     writers: Vec<Mutex<Connection>>,
     readers: Vec<Mutex<Connection>>,
+    /// This process's mark on its announcements, so its own are not heard as another's.
+    replica: u64,
+    /// The advisory lock every write transaction holds: one writer at a time across the
+    /// replicas of this schema.
+    write_lock: i64,
+    /// The channel the replicas of this schema announce their commits on.
+    channel: String,
+    /// Set when the backend is dropped: the watching thread stops.
+    closed: Arc<AtomicBool>,
+}
+
+impl Drop for PostgresBackend {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+        // Closing a connection blocks on the driver's own runtime, which must not happen on a
+        // thread that drives an async runtime (a server drops its store on one): close them on
+        // a thread of their own.
+        let connections: Vec<Mutex<Connection>> = self.writers.drain(..).chain(self.readers.drain(..)).collect();
+        match std::thread::Builder::new().name("baton-pg-close".into()).spawn(move || drop(connections)) {
+            Ok(closer) => {
+                let _ = closer.join();
+            }
+            Err(error) => tracing::warn!(%error, "cannot start a thread to close the PostgreSQL connections"),
+        }
+    }
+}
+
+/// What one commit announces to the other replicas.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Announcement {
+    from: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    m: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    g: Vec<i64>,
+    #[serde(default)]
+    e: bool,
+    #[serde(default)]
+    all: bool,
+}
+
+impl Announcement {
+    fn of(from: u64, effects: &Effects) -> Announcement {
+        let events = !effects.events.is_empty();
+        if effects.messaged.len() + effects.gone.len() > ANNOUNCED_RUNNERS_MAX {
+            return Announcement { from, e: events, all: true, ..Announcement::default() };
+        }
+        Announcement {
+            from,
+            m: effects.messaged.iter().map(|id| id.0).collect(),
+            g: effects.gone.iter().map(|id| id.0).collect(),
+            e: events,
+            all: false,
+        }
+    }
+
+    fn wake(&self) -> Wake {
+        Wake {
+            messaged: self.m.iter().copied().map(RunnerId).collect(),
+            gone: self.g.iter().copied().map(RunnerId).collect(),
+            events: self.e,
+            everything: self.all,
+        }
+    }
 }
 
 fn pg_error(error: postgres::Error) -> StoreError {
@@ -80,11 +168,29 @@ impl PostgresBackend {
         for _ in 0..READERS {
             readers.push(Mutex::new(connect(url)?));
         }
-        Ok(PostgresBackend { writers, readers })
+        // Baton's schema names its lock and channel, so that two Baton databases in one
+        // PostgreSQL database (in two schemas) neither wait for nor wake each other.
+        let schema: String = first_row(&mut free_connection(&writers).client, "SELECT current_schema()::text")?;
+        let scope = fnv1a(schema.as_bytes());
+        Ok(PostgresBackend {
+            url: url.to_string(),
+            writers,
+            readers,
+            replica: random_u64().max(1),
+            write_lock: i64::from_ne_bytes(scope.to_ne_bytes()),
+            channel: format!("baton_commits_{scope:016x}"),
+            closed: Arc::new(AtomicBool::new(false)),
+        })
     }
 
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        free_connection(&self.readers)
+    /// A free connection of `pool`, opened again if the server closed it.
+    fn connection<'a>(&self, pool: &'a [Mutex<Connection>]) -> R<MutexGuard<'a, Connection>> {
+        let mut guard = free_connection(pool);
+        if guard.client.is_closed() {
+            tracing::warn!("the PostgreSQL connection was closed; connecting again");
+            *guard = connect(&self.url)?;
+        }
+        Ok(guard)
     }
 }
 
@@ -131,12 +237,84 @@ fn migrate(client: &mut Client) -> R<()> {
     tx.commit().map_err(pg_error)
 }
 
-/// A random number below `bound` (at least 1), without a dependency.
-fn jitter(bound: u64) -> u64 {
+/// The first column of the first row of `sql`.
+fn first_row(client: &mut Client, sql: &str) -> R<String> {
+    client.query_one(sql, &[]).and_then(|row| row.try_get(0)).map_err(pg_error)
+}
+
+/// A stable 64-bit hash (FNV-1a): the same on every replica and every build.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A random number, without a dependency.
+fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(bound);
-    hasher.finish() % bound.max(1)
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// A random number below `bound` (at least 1).
+fn jitter(bound: u64) -> u64 {
+    random_u64() % bound.max(1)
+}
+
+/// Opens the listening connection.
+fn listen(url: &str, channel: &str) -> R<Client> {
+    let mut client = Client::connect(url, NoTls).map_err(pg_error)?;
+    client.batch_execute(&format!("LISTEN {channel}")).map_err(pg_error)?;
+    Ok(client)
+}
+
+/// Hands the other replicas' announcements to `observer` until `closed` is set; connects
+/// again (with a growing pause) when the connection is lost, and then says that anything may
+/// have changed, since announcements made meanwhile were missed.
+fn watch(
+    url: String,
+    channel: String,
+    replica: u64,
+    mut client: Option<Client>,
+    observer: Arc<dyn CommitObserver>,
+    closed: Arc<AtomicBool>,
+) {
+    let mut pause = Duration::from_millis(100);
+    while !closed.load(Ordering::Relaxed) {
+        let Some(listening) = client.as_mut() else {
+            std::thread::sleep(pause);
+            match listen(&url, &channel) {
+                Ok(connected) => {
+                    tracing::info!("listening for other replicas' commits again");
+                    client = Some(connected);
+                    pause = Duration::from_millis(100);
+                    observer.committed_elsewhere(&Wake { events: true, everything: true, ..Wake::default() });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for other replicas' commits; retrying");
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+            continue;
+        };
+        let next = listening.notifications().timeout_iter(Duration::from_secs(1)).next();
+        let lost = listening.is_closed();
+        match next.transpose() {
+            Some(Ok(notification)) => match serde_json::from_str::<Announcement>(notification.payload()) {
+                Ok(announcement) if announcement.from == replica => {}
+                Ok(announcement) => observer.committed_elsewhere(&announcement.wake()),
+                Err(error) => {
+                    tracing::warn!(%error, "an unreadable commit announcement; waking everyone");
+                    observer.committed_elsewhere(&Wake { events: true, everything: true, ..Wake::default() });
+                }
+            },
+            Some(Err(error)) => {
+                tracing::warn!(error = %pg_error(error), "lost the connection that listens for other replicas");
+                client = None;
+            }
+            None if lost => client = None,
+            None => {}
+        }
+    }
 }
 
 /// True when PostgreSQL aborted the transaction so that it may succeed if run again.
@@ -149,18 +327,27 @@ fn retryable(error: &postgres::Error) -> bool {
 
 impl Backend for PostgresBackend {
     fn write(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<bool>) -> R<()> {
-        let mut guard = free_connection(&self.writers);
+        let mut guard = self.connection(&self.writers)?;
         let connection = &mut *guard;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let transaction = connection
+            let mut transaction = connection
                 .client
                 .build_transaction()
-                .isolation_level(postgres::IsolationLevel::Serializable)
+                .isolation_level(postgres::IsolationLevel::ReadCommitted)
                 .start()
                 .map_err(pg_error)?;
-            let mut tx = PgTx { tx: transaction, statements: &mut connection.statements, failure: None };
+            // One writer at a time, across replicas; every statement after this one sees every
+            // write committed before it.
+            transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&self.write_lock]).map_err(pg_error)?;
+            let mut tx = PgTx {
+                tx: transaction,
+                statements: &mut connection.statements,
+                failure: None,
+                replica: self.replica,
+                channel: &self.channel,
+            };
             let outcome = body(&mut tx);
             let PgTx { tx: transaction, failure, .. } = tx;
             let result = match outcome {
@@ -185,7 +372,7 @@ impl Backend for PostgresBackend {
     }
 
     fn read(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<()>) -> R<()> {
-        let mut guard = self.reader();
+        let mut guard = self.connection(&self.readers)?;
         let connection = &mut *guard;
         let transaction = connection
             .client
@@ -194,11 +381,27 @@ impl Backend for PostgresBackend {
             .read_only(true)
             .start()
             .map_err(pg_error)?;
-        let mut tx = PgTx { tx: transaction, statements: &mut connection.statements, failure: None };
+        let mut tx =
+            PgTx { tx: transaction, statements: &mut connection.statements, failure: None, replica: 0, channel: "" };
         let outcome = body(&mut tx);
         let PgTx { tx: transaction, .. } = tx;
         transaction.commit().map_err(pg_error)?;
         outcome
+    }
+
+    fn watch_others(&self, observer: Arc<dyn CommitObserver>) {
+        // The first connection is made here, so no commit made after this returns is missed.
+        let client = listen(&self.url, &self.channel)
+            .inspect_err(|error| tracing::warn!(%error, "cannot listen for other replicas' commits yet"))
+            .ok();
+        let (url, channel, replica, closed) =
+            (self.url.clone(), self.channel.clone(), self.replica, self.closed.clone());
+        let spawned = std::thread::Builder::new()
+            .name("baton-pg-listen".into())
+            .spawn(move || watch(url, channel, replica, client, observer, closed));
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the thread that listens for other replicas' commits");
+        }
     }
 }
 
@@ -207,6 +410,9 @@ struct PgTx<'a> {
     statements: &'a mut HashMap<String, Statement>,
     /// Set when a statement failed in a way worth running the whole transaction again.
     failure: Option<bool>,
+    /// The backend's mark on announcements (0 in read transactions, which announce nothing).
+    replica: u64,
+    channel: &'a str,
 }
 
 /// One parameter, typed as the schema types it.
@@ -1258,6 +1464,13 @@ impl Tx for PgTx<'_> {
     fn event_last_seq(&mut self) -> R<EventSeq> {
         let last = self.one("SELECT MAX(seq) FROM events", params![], |row| row.get::<Option<i64>>(0))?;
         Ok(EventSeq(last.flatten().unwrap_or(0)))
+    }
+
+    fn announce(&mut self, effects: &Effects) -> R<()> {
+        let payload = serde_json::to_string(&Announcement::of(self.replica, effects))
+            .map_err(|error| StoreError::Postgres(format!("encode a commit announcement: {error}")))?;
+        self.tx.execute("SELECT pg_notify($1, $2)", &[&self.channel, &payload]).map_err(pg_error)?;
+        Ok(())
     }
 }
 

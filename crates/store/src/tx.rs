@@ -147,6 +147,12 @@ pub trait Tx {
     fn events_after(&mut self, after: EventSeq, limit: usize) -> R<Vec<Event>>;
     /// The newest event's sequence, 0 when there is none.
     fn event_last_seq(&mut self) -> R<EventSeq>;
+
+    /// Tells the other processes serving the same database what this transaction did, when
+    /// (and only if) it commits. Backends that only one process writes to have no one to tell.
+    fn announce(&mut self, _effects: &crate::Effects) -> R<()> {
+        Ok(())
+    }
 }
 
 /// A storage backend: runs closures as transactions.
@@ -158,6 +164,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Runs `body` in one read-only transaction that sees a consistent snapshot.
     fn read(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<()>) -> R<()>;
+
+    /// Starts telling `observer` about the commits of other processes serving the same
+    /// database (what their transactions [`Tx::announce`]d). Backends that only one process
+    /// writes to have nothing to tell.
+    fn watch_others(&self, _observer: std::sync::Arc<dyn crate::CommitObserver>) {}
 }
 
 /// A shared backend is a backend: the simulator keeps its memory store across the restarts of
@@ -169,5 +180,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
 
     fn read(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<()>) -> R<()> {
         (**self).read(body)
+    }
+
+    fn watch_others(&self, observer: std::sync::Arc<dyn crate::CommitObserver>) {
+        (**self).watch_others(observer)
     }
 }

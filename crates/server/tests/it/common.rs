@@ -36,11 +36,23 @@ pub fn fast_timeouts() -> Timeouts {
 impl TestServer {
     pub async fn start(timeouts: Timeouts) -> TestServer {
         let dir = tempfile::tempdir().expect("create a temp dir");
+        let database = Database::Sqlite { path: dir.path().join("baton.db"), durability: Durability::Normal };
+        TestServer::start_on(database, timeouts, Duration::from_millis(25), dir).await
+    }
+
+    /// A server on `database` that sweeps every `sweep_interval`, keeping `dir` for as long as
+    /// it runs.
+    pub async fn start_on(
+        database: Database,
+        timeouts: Timeouts,
+        sweep_interval: Duration,
+        dir: tempfile::TempDir,
+    ) -> TestServer {
         let config = Config {
             listen: "127.0.0.1:0".parse().expect("loopback address"),
-            database: Database::Sqlite { path: dir.path().join("baton.db"), durability: Durability::Normal },
+            database,
             timeouts,
-            sweep_interval: Duration::from_millis(25),
+            sweep_interval,
             admin_token: Some(ADMIN_TOKEN.to_string()),
             webhooks: baton_server::webhooks::WebhookSettings {
                 allow: vec!["127.0.0.1".parse().expect("address")],
@@ -86,9 +98,15 @@ impl TestServer {
             })
             .await
             .expect("register a runner");
-        let client = self.anonymous().with_token(registered.credential);
+        let client = self.anonymous().with_token(registered.credential.clone());
         let session = client.open_session().await.expect("open a session");
-        TestRunner { client, id: registered.runner.id, session_id: session.session_id, ack: 0 }
+        TestRunner {
+            client,
+            id: registered.runner.id,
+            session_id: session.session_id,
+            ack: 0,
+            credential: registered.credential,
+        }
     }
 
     /// Enqueues a one-step job.
@@ -98,14 +116,7 @@ impl TestServer {
 
     /// Every event so far, read from the SSE stream up to the newest sequence.
     pub async fn all_events(&self) -> Vec<api::Event> {
-        let newest = newest_event_seq(&self.admin).await;
-        let mut stream = self.admin.events(0).await.expect("open the event stream");
-        let mut events = Vec::new();
-        while events.last().is_none_or(|event: &api::Event| event.seq < newest) {
-            let next = tokio::time::timeout(PATIENCE, stream.next()).await.expect("events arrive in time");
-            events.push(next.expect("the stream stays open").expect("a readable event"));
-        }
-        events
+        all_events(&self.admin).await
     }
 
     pub async fn stop(&mut self) {
@@ -113,6 +124,18 @@ impl TestServer {
             server.shutdown().await.expect("shut the server down");
         }
     }
+}
+
+/// Every event so far, read from the SSE stream of `admin`'s server up to the newest sequence.
+pub async fn all_events(admin: &Client) -> Vec<api::Event> {
+    let newest = newest_event_seq(admin).await;
+    let mut stream = admin.events(0).await.expect("open the event stream");
+    let mut events = Vec::new();
+    while events.last().is_none_or(|event: &api::Event| event.seq < newest) {
+        let next = tokio::time::timeout(PATIENCE, stream.next()).await.expect("events arrive in time");
+        events.push(next.expect("the stream stays open").expect("a readable event"));
+    }
+    events
 }
 
 /// The newest event sequence, as the snapshot of any runner read reports it; 0 with no runner.
@@ -153,6 +176,7 @@ pub struct TestRunner {
     pub session_id: i64,
     /// The newest message id processed.
     pub ack: i64,
+    pub credential: String,
 }
 
 impl TestRunner {

@@ -8,12 +8,12 @@ use baton_api as api;
 
 use crate::common::{TestRunner, TestServer, fast_timeouts};
 
-const RACES: usize = 10_000;
-const LANES: usize = 8;
+pub const RACES: usize = 10_000;
+pub const LANES: usize = 8;
 const TIME_LIMIT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Default)]
-struct Tally {
+pub struct Tally {
     races: usize,
     assign_won: usize,
     retire_won: usize,
@@ -25,10 +25,27 @@ async fn assign_and_retire_never_both_win() {
     let deadline = Instant::now() + TIME_LIMIT;
     let mut lanes = Vec::new();
     for lane in 0..LANES {
-        let admin = server.admin.clone();
-        let url = server.url.clone();
-        lanes.push(tokio::spawn(async move { run_lane(lane, admin, url, RACES / LANES, deadline).await }));
+        let sides =
+            Sides { enqueue: server.admin.clone(), retire: server.admin.clone(), runner_url: server.url.clone() };
+        lanes.push(tokio::spawn(async move { run_lane(lane, sides, RACES / LANES, deadline).await }));
     }
+    let total = tally(lanes).await;
+    check_tally(&total, RACES);
+    check_no_offer_after_retiring(&server.all_events().await);
+    server.stop().await;
+}
+
+/// Where each party of a race sends its calls: the same server, or different replicas.
+pub struct Sides {
+    /// The admin client that enqueues the job.
+    pub enqueue: baton_client::Client,
+    /// The admin client that asks to retire the runner if idle.
+    pub retire: baton_client::Client,
+    /// The server the runner registers, polls and works through.
+    pub runner_url: String,
+}
+
+pub async fn tally(lanes: Vec<tokio::task::JoinHandle<Tally>>) -> Tally {
     let mut total = Tally::default();
     for lane in lanes {
         let tally = lane.await.expect("lane task");
@@ -37,14 +54,19 @@ async fn assign_and_retire_never_both_win() {
         total.retire_won += tally.retire_won;
     }
     eprintln!("f4: {total:?}");
-    assert_eq!(total.races, RACES, "all races ran within {TIME_LIMIT:?}");
+    total
+}
+
+pub fn check_tally(total: &Tally, races: usize) {
+    assert_eq!(total.races, races, "all races ran within the time limit");
     assert_eq!(total.assign_won + total.retire_won, total.races, "every race had exactly one winner");
     assert!(total.assign_won > 0 && total.retire_won > 0, "both orders happened, so the race was exercised");
+}
 
-    // From the log: no runner was offered a job after it started retiring.
-    let events = server.all_events().await;
+/// From the log: no runner was offered a job after it started retiring.
+pub fn check_no_offer_after_retiring(events: &[api::Event]) {
     let mut retired = std::collections::HashSet::new();
-    for event in &events {
+    for event in events {
         match event.kind.as_str() {
             "runner.retiring" => {
                 retired.insert(event.runner_id);
@@ -53,10 +75,10 @@ async fn assign_and_retire_never_both_win() {
             _ => {}
         }
     }
-    server.stop().await;
 }
 
-async fn run_lane(lane: usize, admin: baton_client::Client, url: String, races: usize, deadline: Instant) -> Tally {
+pub async fn run_lane(lane: usize, sides: Sides, races: usize, deadline: Instant) -> Tally {
+    let Sides { enqueue: admin, retire: retirer, runner_url: url } = sides;
     let label = format!("lane-{lane}");
     let mut tally = Tally::default();
     let mut generation = 0;
@@ -67,7 +89,7 @@ async fn run_lane(lane: usize, admin: baton_client::Client, url: String, races: 
         assert!(idle.iter().all(|message| !matches!(message.body, api::MessageBody::JobOffer(_))));
 
         let spec = crate::common::job_spec("race", &[label.as_str()]);
-        let (enqueued, retire) = tokio::join!(admin.enqueue_job(&spec), admin.retire_runner(runner.id));
+        let (enqueued, retire) = tokio::join!(admin.enqueue_job(&spec), retirer.retire_runner(runner.id));
         let job = enqueued.expect("enqueue");
         let retire = retire.expect("retire-if-idle answers");
         let job = admin.get_job(job.id).await.expect("get job");
@@ -119,7 +141,13 @@ async fn fresh_runner(admin: &baton_client::Client, url: &str, label: &str, gene
         })
         .await
         .expect("register");
-    let client = anonymous.with_token(registered.credential);
+    let client = anonymous.with_token(registered.credential.clone());
     let session = client.open_session().await.expect("session");
-    TestRunner { client, id: registered.runner.id, session_id: session.session_id, ack: 0 }
+    TestRunner {
+        client,
+        id: registered.runner.id,
+        session_id: session.session_id,
+        ack: 0,
+        credential: registered.credential,
+    }
 }

@@ -9,4 +9,5 @@ mod f4_assign_races_retire;
 mod fencing;
 mod input;
 mod openapi;
+mod replicas;
 mod webhooks;
