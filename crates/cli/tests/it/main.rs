@@ -2,6 +2,7 @@
 //! processes running real jobs.
 
 mod common;
+mod replicas_sigkill;
 mod run_command;
 mod runner_cleanup;
 mod runner_commands;
