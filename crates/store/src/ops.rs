@@ -1083,7 +1083,10 @@ impl Store {
                 })?)),
                 None => None,
             };
-            tx.meta_set(META_LAST_ALIVE, &now.0.to_string())?;
+            // Never moved back: replicas' clocks differ a little, and one whose clock is behind
+            // must not make the next tick of one ahead look like an outage.
+            let alive = last.map_or(now, |last| last.max(now));
+            tx.meta_set(META_LAST_ALIVE, &alive.0.to_string())?;
             let Some(gap) = last.and_then(|last| lease::outage(last, now, tick)) else {
                 return Ok(None);
             };

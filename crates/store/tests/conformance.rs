@@ -178,6 +178,7 @@ conformance_suite! {
     outage {
         the_first_mark_alive_and_normal_ticks_report_no_outage,
         an_outage_extends_every_live_deadline_by_its_length,
+        replicas_whose_clocks_differ_report_no_outage,
     }
     rollback {
         a_script_that_fails_after_writing_leaves_no_trace,

@@ -22,6 +22,20 @@ pub fn the_first_mark_alive_and_normal_ticks_report_no_outage(harness: &mut Harn
     assert_eq!(harness.last_seq(), before, "no outage, no event");
 }
 
+/// Two replicas tick on clocks three seconds apart: neither sees the other's ticks as an outage.
+pub fn replicas_whose_clocks_differ_report_no_outage(harness: &mut Harness) {
+    let before = harness.last_seq();
+    for tick in 0..5u64 {
+        let ahead = at(3000 + tick * 100);
+        let behind = at(tick * 100 + 50);
+        assert_eq!(harness.store.mark_alive(ahead, TICK).expect("the replica ahead ticks"), None, "tick {tick}");
+        assert_eq!(harness.store.mark_alive(behind, TICK).expect("the replica behind ticks"), None, "tick {tick}");
+    }
+    assert_eq!(harness.last_seq(), before, "no outage, no event");
+    // When both stop, the outage is measured from the latest tick either recorded.
+    assert_eq!(harness.store.mark_alive(at(3400 + 1000), TICK).expect("back"), Some(Duration::from_millis(1000)));
+}
+
 pub fn an_outage_extends_every_live_deadline_by_its_length(harness: &mut Harness) {
     assert_eq!(harness.store.mark_alive(T0, TICK).expect("first mark"), None);
     let (runner, session) = harness.connect("runner-1", &["linux"], 2, T0);
