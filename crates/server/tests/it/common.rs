@@ -87,26 +87,14 @@ impl TestServer {
     /// Registers a runner and opens its session.
     pub async fn runner(&self, name: &str, labels: &[&str], capacity: u32, ephemeral: bool) -> TestRunner {
         let token = self.registration_token(&[]).await;
-        let registered = self
-            .anonymous()
-            .register(&api::RegisterRequest {
-                token,
-                name: name.to_string(),
-                labels: labels.iter().map(|label| label.to_string()).collect(),
-                capacity,
-                ephemeral,
-            })
-            .await
-            .expect("register a runner");
-        let client = self.anonymous().with_token(registered.credential.clone());
-        let session = client.open_session().await.expect("open a session");
-        TestRunner {
-            client,
-            id: registered.runner.id,
-            session_id: session.session_id,
-            ack: 0,
-            credential: registered.credential,
-        }
+        let request = api::RegisterRequest {
+            token,
+            name: name.to_string(),
+            labels: labels.iter().map(|label| label.to_string()).collect(),
+            capacity,
+            ephemeral,
+        };
+        TestRunner::register(&self.anonymous(), &request).await
     }
 
     /// Enqueues a one-step job.
@@ -180,6 +168,31 @@ pub struct TestRunner {
 }
 
 impl TestRunner {
+    /// Registers through `anonymous` (a client without a token) and opens the runner's session.
+    pub async fn register(anonymous: &Client, request: &api::RegisterRequest) -> TestRunner {
+        let registered = anonymous.register(request).await.expect("register a runner");
+        let client = anonymous.with_token(registered.credential.clone());
+        let session = client.open_session().await.expect("open a session");
+        TestRunner {
+            client,
+            id: registered.runner.id,
+            session_id: session.session_id,
+            ack: 0,
+            credential: registered.credential,
+        }
+    }
+
+    /// The same runner and session, its calls sent through `anonymous`'s server.
+    pub fn through(&self, anonymous: &Client) -> TestRunner {
+        TestRunner {
+            client: anonymous.with_token(self.credential.clone()),
+            id: self.id,
+            session_id: self.session_id,
+            ack: self.ack,
+            credential: self.credential.clone(),
+        }
+    }
+
     /// One poll with `free_slots`; acknowledges what it returns on the next poll.
     pub async fn poll(&mut self, wait: Duration, free_slots: u32) -> Vec<api::RunnerMessage> {
         let response = self.client.poll(self.session_id, wait, free_slots, self.ack).await.expect("poll");

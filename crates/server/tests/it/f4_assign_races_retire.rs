@@ -131,23 +131,12 @@ async fn fresh_runner(admin: &baton_client::Client, url: &str, label: &str, gene
         .expect("token")
         .token;
     let anonymous = baton_client::Client::new(url, None).expect("client");
-    let registered = anonymous
-        .register(&api::RegisterRequest {
-            token,
-            name: format!("{label}-{generation}"),
-            labels: vec![label.to_string()],
-            capacity: 1,
-            ephemeral: false,
-        })
-        .await
-        .expect("register");
-    let client = anonymous.with_token(registered.credential.clone());
-    let session = client.open_session().await.expect("session");
-    TestRunner {
-        client,
-        id: registered.runner.id,
-        session_id: session.session_id,
-        ack: 0,
-        credential: registered.credential,
-    }
+    let request = api::RegisterRequest {
+        token,
+        name: format!("{label}-{generation}"),
+        labels: vec![label.to_string()],
+        capacity: 1,
+        ephemeral: false,
+    };
+    TestRunner::register(&anonymous, &request).await
 }

@@ -12,7 +12,7 @@ use baton_api as api;
 use baton_core::Timeouts;
 use baton_server::Database;
 
-use crate::common::{TestRunner, TestServer, all_events, fast_timeouts};
+use crate::common::{TestServer, all_events, fast_timeouts};
 use crate::f2_busy_is_linearizable::{check_reads, race_reads};
 use crate::f4_assign_races_retire::{LANES, RACES, Sides, check_no_offer_after_retiring, check_tally, run_lane, tally};
 
@@ -112,13 +112,7 @@ async fn a_long_poll_on_one_replica_wakes_when_another_assigns() {
         eprintln!("round {round}: the poll woke after {waited:?}");
         assert!(waited < Duration::from_secs(10), "round {round}: the poll woke only after {waited:?}");
         // Finished through the third replica.
-        let via_third = TestRunner {
-            client: servers[2].anonymous().with_token(runner.credential.clone()),
-            id: runner.id,
-            session_id: runner.session_id,
-            ack: runner.ack,
-            credential: runner.credential.clone(),
-        };
+        let via_third = runner.through(&servers[2].anonymous());
         via_third.accept(&offer).await.expect("accept through replica 2");
         let finished =
             via_third.complete(&offer, api::AttemptResult::Success).await.expect("complete through replica 2");
