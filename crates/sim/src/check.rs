@@ -138,7 +138,7 @@ fn lost_only_when_cut_off(evidence: &Evidence<'_>, events: &[baton_store::Event]
         // The sweep notices an ended lease within its period, and messages take their latency:
         // half a second of slack covers both.
         let slack = Duration::from_millis(500);
-        let from = at.saturating_sub(evidence.lease_ttl + Duration::from_secs(1));
+        let from = lease_window_start(evidence, at);
         let missed_renewal_by = (at + evidence.lease_ttl / 3 + slack).saturating_sub(evidence.lease_ttl);
         let cut_off = evidence.outages.iter().any(|outage| {
             (outage.machine == *machine || outage.machine == crate::SERVER)
@@ -161,6 +161,28 @@ fn lost_only_when_cut_off(evidence: &Evidence<'_>, events: &[baton_store::Event]
                 ),
             ));
         }
+    }
+}
+
+/// The earliest a lease declared lost at `at` can have been granted or last renewed: a ttl
+/// (and a second of slack) before, and earlier still by every server outage since, because a
+/// restarted server extends live leases by the time it was away (seed 3557: a machine went down,
+/// two server outages later its lease ran out, more than a ttl after the machine went).
+fn lease_window_start(evidence: &Evidence<'_>, at: Duration) -> Duration {
+    let base = evidence.lease_ttl + Duration::from_secs(1);
+    let mut from = at.saturating_sub(base);
+    loop {
+        let away: Duration = evidence
+            .outages
+            .iter()
+            .filter(|outage| outage.machine == crate::SERVER && outage.to >= from && outage.from <= at)
+            .map(|outage| outage.to.saturating_sub(outage.from))
+            .sum();
+        let earlier = at.saturating_sub(base + away);
+        if earlier >= from {
+            return from;
+        }
+        from = earlier;
     }
 }
 

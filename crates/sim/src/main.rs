@@ -60,6 +60,16 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (251, "a restarted runner gave up renewing a replayed completion's lease while the server was away"),
     (260, "the same, another schedule"),
     (397, "the same, another schedule"),
+    (
+        7046,
+        "a lease fenced locally after its job finished was no longer renewed; the log upload's backoff outlasted it",
+    ),
+    (2500, "the same, another schedule"),
+    (3365, "the same, another schedule"),
+    (3379, "the same, another schedule"),
+    (6296, "the same, another schedule"),
+    (9296, "the same, another schedule"),
+    (3557, "the lease check ignored that a restarted server extends leases by its outage"),
 ];
 
 /// One seed's outcome as the child process reports it.

@@ -6,7 +6,9 @@
 //! succeeded by the lease's deadline minus a margin (measured from when the last successful
 //! renewal was *sent*, which is never later than when the server measured it), the lease's
 //! job is fenced: its worker is killed before the server can expire the lease and re-offer the
-//! job, so two machines never run one attempt at once.
+//! job, so two machines never run one attempt at once. Renewals go on after the fence until the
+//! guard is dropped or the server says the lease is gone: a job that finished before its fence
+//! still delivers its result if the server kept the lease.
 //!
 //! The simulator runs renewals on the listener's runtime instead
 //! ([`Renewer::on_current_runtime`]), so that every task of a simulated runner lives on one
@@ -130,22 +132,31 @@ async fn renew_loop(
     let margin = fence_margin(ttl);
     let mut last_ok_sent = accepted_at;
     let mut next = accepted_at + interval;
+    let mut fenced = false;
     loop {
         let fence_at = last_ok_sent + ttl - margin;
         tokio::select! {
             // When both are due the fence wins: a renewal sent at the fence deadline would come
             // too late to keep the job from running past it.
             biased;
-            _ = tokio::time::sleep_until(fence_at) => {
+            _ = tokio::time::sleep_until(fence_at), if !fenced => {
                 tracing::warn!(job_id, attempt, "no lease renewal succeeded in time: fencing the job");
                 let _ = state.send(LeaseState::Fenced);
-                return;
+                // Renewals go on. A worker still running is being killed and its attempt
+                // reports nothing, but one that had already finished holds a result: a server
+                // that was away extends live leases by its outage, and the result is delivered
+                // only if the lease is still renewed once the server is back (found by the
+                // fleet simulator, seed 7046: the lease ran out while the log upload waited
+                // out its backoff, and a finished job's result was dropped).
+                fenced = true;
+                continue;
             }
             _ = tokio::time::sleep_until(next) => {}
         }
         let sent = Instant::now();
-        let outcome =
-            tokio::time::timeout(fence_at.saturating_duration_since(sent), client.renew(job_id, attempt, &fence)).await;
+        // Past the fence deadline a renewal is no longer racing it; give it a third of the ttl.
+        let patience = if fenced { interval } else { fence_at.saturating_duration_since(sent) };
+        let outcome = tokio::time::timeout(patience, client.renew(job_id, attempt, &fence)).await;
         match outcome {
             Ok(Ok(lease)) => {
                 last_ok_sent = sent;
@@ -173,9 +184,86 @@ async fn renew_loop(
                 tracing::debug!(job_id, attempt, %error, "renewal failed; retrying");
                 next = Instant::now() + retry;
             }
+            Err(_) if fenced => {
+                next = Instant::now() + retry;
+            }
             Err(_) => {
                 next = Instant::now();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    /// A server that answers renewals with 503 while `away`, and grants them otherwise.
+    struct FakeServer {
+        away: AtomicBool,
+        granted: AtomicUsize,
+    }
+
+    async fn serve(fake: Arc<FakeServer>) -> String {
+        let router = axum::Router::new().route(
+            "/api/v1/jobs/{job}/attempts/{attempt}/renew",
+            axum::routing::post(move || {
+                let fake = fake.clone();
+                async move {
+                    if fake.away.load(Ordering::SeqCst) {
+                        return Err(StatusCode::SERVICE_UNAVAILABLE);
+                    }
+                    fake.granted.fetch_add(1, Ordering::SeqCst);
+                    Ok(axum::Json(api::LeaseResponse {
+                        lease_deadline: "2026-01-01T00:00:00Z".to_string(),
+                        lease_ttl_ms: 600,
+                        cancel_requested: false,
+                    }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let address = listener.local_addr().expect("local address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{address}")
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn renewals_go_on_after_the_fence_so_a_finished_job_can_still_deliver() {
+        let fake = Arc::new(FakeServer { away: AtomicBool::new(true), granted: AtomicUsize::new(0) });
+        let url = serve(fake.clone()).await;
+        let client = Client::new(&url, Some("runner-token".to_string())).expect("client");
+        let fence = api::FencedRequest { epoch: 1, token: "job-token".to_string() };
+        let ttl = Duration::from_millis(600);
+        let accepted_at = Instant::now();
+        let mut guard = Renewer::on_current_runtime(client).hold(3, 1, fence, ttl, accepted_at);
+        let first_deadline = *guard.valid_until.borrow();
+
+        // The server is away: no renewal succeeds, and the job is fenced at its deadline.
+        guard.state.changed().await.expect("the renewer reports");
+        assert_eq!(*guard.state.borrow_and_update(), LeaseState::Fenced);
+        assert!(accepted_at.elapsed() >= ttl - fence_margin(ttl));
+        assert_eq!(fake.granted.load(Ordering::SeqCst), 0);
+
+        // The server is back (it extended the lease by its outage): renewals reach it, so the
+        // lease stays held while a finished job's log and completion go out.
+        fake.away.store(false, Ordering::SeqCst);
+        wait_for("a renewal after the fence", || fake.granted.load(Ordering::SeqCst) >= 2).await;
+        wait_for("a later deadline", || *guard.valid_until.borrow() > first_deadline).await;
+        // The fence stands: a renewal after it never tells a killed worker to go on.
+        assert_eq!(*guard.state.borrow(), LeaseState::Fenced);
     }
 }
