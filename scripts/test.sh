@@ -27,8 +27,11 @@ fi
 # (installing PostgreSQL when missing). Under CI=true a database that cannot be started fails
 # the run; elsewhere its tests are skipped with a note.
 if [ -z "${BATON_TEST_POSTGRES_URL:-}" ]; then
-    if url=$(scripts/postgres.sh "${BATON_TEST_POSTGRES_DIR:-/tmp/baton-test-postgres}" "${BATON_TEST_POSTGRES_PORT:-55432}" scratch); then
+    pg_dir="${BATON_TEST_POSTGRES_DIR:-/tmp/baton-test-postgres}"
+    if url=$(scripts/postgres.sh "$pg_dir" "${BATON_TEST_POSTGRES_PORT:-55432}" scratch); then
         export BATON_TEST_POSTGRES_URL="$url"
+        # The CA of the cluster's TLS certificate, for the tests of TLS to the database.
+        export BATON_TEST_POSTGRES_CA="$pg_dir/tls/ca.crt"
     elif [ "${CI:-}" = "true" ]; then
         echo "error: PostgreSQL could not be started, and CI=true requires its tests" >&2
         exit 1

@@ -26,7 +26,9 @@ pub struct ServerArgs {
     /// Keep everything in memory: nothing survives a restart. For trials and tests.
     #[arg(long, env = "BATON_MEMORY", conflicts_with = "data_dir")]
     memory: bool,
-    /// A PostgreSQL database instead of SQLite: postgres://user:password@host:port/db.
+    /// A PostgreSQL database instead of SQLite: postgres://user:password@host:port/db. TLS when
+    /// the URL asks: ?sslmode=verify-full&sslrootcert=/path/to/ca.pem (also prefer, require,
+    /// verify-ca; sslcert and sslkey for a client certificate).
     #[arg(long, env = "BATON_DB", conflicts_with_all = ["data_dir", "memory"], hide_env_values = true)]
     db: Option<String>,
     /// A TOML file with any of: listen, data_dir, sqlite_synchronous, lease_ttl, accept_timeout,

@@ -12,6 +12,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("postgres: {0}")]
     Postgres(String),
+    /// The database settings (the URL) cannot be used as given.
+    #[error("database settings: {0}")]
+    Config(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("migration {version} failed: {message}")]

@@ -12,6 +12,7 @@
 pub mod error;
 pub mod mem;
 pub mod ops;
+mod pg_connect;
 pub mod postgres;
 pub mod runs;
 pub mod scaler;

@@ -37,8 +37,9 @@ use baton_core::{
 };
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
+use crate::pg_connect::Connector;
 use crate::tx::{Backend, Event, LogChunk, QueueCursor, Tx};
 use crate::{CommitObserver, Effects, StoreError, Wake};
 
@@ -70,7 +71,7 @@ impl std::fmt::Debug for Connection {
 
 #[derive(Debug)]
 pub struct PostgresBackend {
-    url: String,
+    connector: Arc<Connector>,
     writers: Vec<Mutex<Connection>>,
     readers: Vec<Mutex<Connection>>,
     /// This process's mark on its announcements, so its own are not heard as another's.
@@ -149,31 +150,42 @@ fn pg_error(error: postgres::Error) -> StoreError {
     }
 }
 
-fn connect(url: &str) -> R<Connection> {
-    let client = Client::connect(url, NoTls).map_err(pg_error)?;
-    Ok(Connection { client, statements: HashMap::new() })
+/// Opens a connection, saying what to check when TLS may be why it failed.
+fn open_client(connector: &Connector) -> R<Client> {
+    connector.connect().map_err(|error| match pg_error(error) {
+        StoreError::Postgres(message) => match connector.hint(&message) {
+            Some(hint) => StoreError::Postgres(format!("{message} ({hint})")),
+            None => StoreError::Postgres(message),
+        },
+        other => other,
+    })
+}
+
+fn connect(connector: &Connector) -> R<Connection> {
+    Ok(Connection { client: open_client(connector)?, statements: HashMap::new() })
 }
 
 impl PostgresBackend {
-    /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and applies
-    /// pending migrations.
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`, with TLS
+    /// when its `sslmode` asks: see [`crate::pg_connect`]) and applies pending migrations.
     pub fn open(url: &str) -> R<PostgresBackend> {
-        let mut first = connect(url)?;
+        let connector = Arc::new(Connector::new(url)?);
+        let mut first = connect(&connector)?;
         migrate(&mut first.client)?;
         let mut writers = vec![Mutex::new(first)];
         for _ in 1..WRITERS {
-            writers.push(Mutex::new(connect(url)?));
+            writers.push(Mutex::new(connect(&connector)?));
         }
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            readers.push(Mutex::new(connect(url)?));
+            readers.push(Mutex::new(connect(&connector)?));
         }
         // Baton's schema names its lock and channel, so that two Baton databases in one
         // PostgreSQL database (in two schemas) neither wait for nor wake each other.
         let schema: String = first_row(&mut free_connection(&writers).client, "SELECT current_schema()::text")?;
         let scope = fnv1a(schema.as_bytes());
         Ok(PostgresBackend {
-            url: url.to_string(),
+            connector,
             writers,
             readers,
             replica: random_u64().max(1),
@@ -188,7 +200,7 @@ impl PostgresBackend {
         let mut guard = free_connection(pool);
         if guard.client.is_closed() {
             tracing::warn!("the PostgreSQL connection was closed; connecting again");
-            *guard = connect(&self.url)?;
+            *guard = connect(&self.connector)?;
         }
         Ok(guard)
     }
@@ -261,8 +273,8 @@ fn jitter(bound: u64) -> u64 {
 }
 
 /// Opens the listening connection.
-fn listen(url: &str, channel: &str) -> R<Client> {
-    let mut client = Client::connect(url, NoTls).map_err(pg_error)?;
+fn listen(connector: &Connector, channel: &str) -> R<Client> {
+    let mut client = open_client(connector)?;
     client.batch_execute(&format!("LISTEN {channel}")).map_err(pg_error)?;
     Ok(client)
 }
@@ -271,7 +283,7 @@ fn listen(url: &str, channel: &str) -> R<Client> {
 /// again (with a growing pause) when the connection is lost, and then says that anything may
 /// have changed, since announcements made meanwhile were missed.
 fn watch(
-    url: String,
+    connector: Arc<Connector>,
     channel: String,
     replica: u64,
     mut client: Option<Client>,
@@ -282,7 +294,7 @@ fn watch(
     while !closed.load(Ordering::Relaxed) {
         let Some(listening) = client.as_mut() else {
             std::thread::sleep(pause);
-            match listen(&url, &channel) {
+            match listen(&connector, &channel) {
                 Ok(connected) => {
                     tracing::info!("listening for other replicas' commits again");
                     client = Some(connected);
@@ -391,14 +403,14 @@ impl Backend for PostgresBackend {
 
     fn watch_others(&self, observer: Arc<dyn CommitObserver>) {
         // The first connection is made here, so no commit made after this returns is missed.
-        let client = listen(&self.url, &self.channel)
+        let client = listen(&self.connector, &self.channel)
             .inspect_err(|error| tracing::warn!(%error, "cannot listen for other replicas' commits yet"))
             .ok();
-        let (url, channel, replica, closed) =
-            (self.url.clone(), self.channel.clone(), self.replica, self.closed.clone());
+        let (connector, channel, replica, closed) =
+            (self.connector.clone(), self.channel.clone(), self.replica, self.closed.clone());
         let spawned = std::thread::Builder::new()
             .name("baton-pg-listen".into())
-            .spawn(move || watch(url, channel, replica, client, observer, closed));
+            .spawn(move || watch(connector, channel, replica, client, observer, closed));
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the thread that listens for other replicas' commits");
         }

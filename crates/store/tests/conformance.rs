@@ -50,6 +50,9 @@ mod runs;
 #[path = "conformance/differential.rs"]
 mod differential;
 
+#[path = "conformance/postgres_tls.rs"]
+mod postgres_tls;
+
 /// Instantiates every listed test body once per backend. Each body is
 /// `fn(&mut harness::Harness)` (or `&Harness`) in the named module.
 macro_rules! conformance_suite {

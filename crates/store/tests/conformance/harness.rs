@@ -29,6 +29,15 @@ fn rand_u64() -> u64 {
     hasher.finish()
 }
 
+/// Makes a fresh schema in the PostgreSQL database at `url`; answers `url` scoped to it.
+pub fn scratch_schema(url: &str) -> String {
+    let schema = format!("conformance_{}_{:016x}", std::process::id(), rand_u64());
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).expect("connect to BATON_TEST_POSTGRES_URL");
+    admin.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("create a scratch schema");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20search_path%3D{schema}")
+}
+
 /// The instant most tests start at. Small and explicit, so deadlines can be written out.
 pub const T0: Timestamp = Timestamp(1_000);
 
@@ -135,11 +144,7 @@ impl Harness {
             );
             return None;
         };
-        let schema = format!("conformance_{}_{:016x}", std::process::id(), rand_u64());
-        let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect to BATON_TEST_POSTGRES_URL");
-        admin.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("create a scratch schema");
-        let separator = if url.contains('?') { '&' } else { '?' };
-        let scoped = format!("{url}{separator}options=-c%20search_path%3D{schema}");
+        let scoped = scratch_schema(&url);
         let store = Store::open_postgres(&scoped, TIMEOUTS).expect("a fresh PostgreSQL store opens");
         let raw: Arc<dyn Backend> =
             Arc::new(baton_store::postgres::PostgresBackend::open(&scoped).expect("the PostgreSQL store opens twice"));
