@@ -5,7 +5,8 @@
 //! The dispatcher wakes after every commit that appended events, and when the next retry is
 //! due. Endpoints are served concurrently; an `ordered` endpoint gets one delivery at a time in
 //! event order (a failing delivery holds back the later ones), any other gets every due
-//! delivery, oldest first, without waiting on earlier failures.
+//! delivery, oldest first, without waiting on earlier failures. Every server replica runs a
+//! dispatcher: a delivery is claimed in the store before it is sent, so only one sends it.
 //!
 //! Outbound requests never reach loopback, link-local or cloud metadata addresses unless the
 //! address is allowed in the server's configuration: the name is resolved here, every answer
@@ -52,6 +53,8 @@ impl Default for WebhookSettings {
 
 /// Deliveries attempted per endpoint in one pass, at most.
 const DUE_PER_PASS: usize = 32;
+/// How much longer than an attempt's timeout a claimed delivery stays claimed.
+const CLAIM_MARGIN: Duration = Duration::from_secs(1);
 /// The dispatcher looks again at least this often.
 const IDLE_WAKE: Duration = Duration::from_secs(5);
 
@@ -227,9 +230,19 @@ async fn serve_endpoint(
     }
     loop {
         let now = state.now();
-        let (webhook, due, next) = state.run(move |store| store.due_deliveries(webhook_id, now, DUE_PER_PASS)).await?;
+        // A read first, so an idle pass writes nothing.
+        let (_, due, next) = state.run(move |store| store.due_deliveries(webhook_id, now, DUE_PER_PASS)).await?;
         if due.is_empty() {
             return Ok(next.map(|at| Duration::from_millis(at.0.saturating_sub(now.0))));
+        }
+        // Claimed, so that no other replica sends them too (one that got there first leaves
+        // fewer or none: look again). An attempt takes at most the timeout; the margin covers
+        // recording it.
+        let hold_each = settings.timeout + CLAIM_MARGIN;
+        let (webhook, due) =
+            state.run(move |store| store.claim_due_deliveries(webhook_id, now, DUE_PER_PASS, hold_each)).await?;
+        if due.is_empty() {
+            continue;
         }
         let mut delivered_all = true;
         for delivery in due {

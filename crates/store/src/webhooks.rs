@@ -231,6 +231,34 @@ impl Store {
         })
     }
 
+    /// Claims the endpoint's deliveries due now (as [`Store::due_deliveries`] picks them) for
+    /// the caller to send: each one's next attempt moves `hold_each` further out per place in
+    /// the batch (the batch is sent one by one), so no other dispatcher (another server replica)
+    /// sends it meanwhile, and one that dies mid-send leaves it due again once the hold ends.
+    /// An ordered endpoint's oldest pending delivery, claimed, holds back the later ones
+    /// everywhere. Recording the attempt sets the real next attempt.
+    pub fn claim_due_deliveries(
+        &self,
+        webhook_id: i64,
+        now: Timestamp,
+        limit: usize,
+        hold_each: std::time::Duration,
+    ) -> Result<(Webhook, Vec<Delivery>)> {
+        let hold_each_ms = u64::try_from(hold_each.as_millis()).unwrap_or(u64::MAX);
+        self.write(|tx, _| {
+            let webhook = tx.webhook_get(webhook_id)?.ok_or_else(|| not_found("webhook", webhook_id))?;
+            let pending = tx.deliveries_pending(webhook_id, if webhook.ordered { 1 } else { 1000 })?;
+            let due: Vec<Delivery> =
+                pending.into_iter().filter(|delivery| delivery.next_attempt_at <= now).take(limit).collect();
+            for (place, delivery) in (1u64..).zip(&due) {
+                let mut claimed = delivery.clone();
+                claimed.next_attempt_at = Timestamp(now.0.saturating_add(hold_each_ms.saturating_mul(place)));
+                tx.delivery_update(&claimed)?;
+            }
+            Ok((webhook, due))
+        })
+    }
+
     /// Records one delivery attempt.
     pub fn record_delivery_attempt(
         &self,

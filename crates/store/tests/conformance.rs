@@ -50,6 +50,9 @@ mod runs;
 #[path = "conformance/differential.rs"]
 mod differential;
 
+#[path = "conformance/webhooks.rs"]
+mod webhooks;
+
 #[path = "conformance/postgres_tls.rs"]
 mod postgres_tls;
 
@@ -102,6 +105,10 @@ macro_rules! conformance_suite {
 }
 
 conformance_suite! {
+    webhooks {
+        a_claimed_delivery_is_not_due_elsewhere_until_its_hold_ends,
+        an_ordered_endpoints_claimed_head_holds_back_the_rest,
+    }
     runs {
         a_finished_leg_starts_its_dependents_in_the_same_commit,
         a_cancelled_leg_skips_dependents_and_cancels_the_run,

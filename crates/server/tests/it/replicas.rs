@@ -12,7 +12,7 @@ use baton_api as api;
 use baton_core::Timeouts;
 use baton_server::Database;
 
-use crate::common::{TestServer, all_events, fast_timeouts};
+use crate::common::{TestServer, all_events, eventually, fast_timeouts};
 use crate::f2_busy_is_linearizable::{check_reads, race_reads};
 use crate::f4_assign_races_retire::{LANES, RACES, Sides, check_no_offer_after_retiring, check_tally, run_lane, tally};
 
@@ -166,5 +166,56 @@ async fn busy_read_through_any_replica_equals_the_truth() {
         vec![servers[1].admin.clone(), servers[2].admin.clone(), servers[1].admin.clone(), servers[2].admin.clone()];
     let (reads, cycles) = race_reads(servers[0].admin.clone(), runner, readers, 20_000).await;
     check_reads(&all_events(&servers[2].admin).await, runner_id, &reads, cycles);
+    stop_all(&mut servers).await;
+}
+
+/// Every replica runs the webhook dispatcher. Each delivery is claimed by one of them before it
+/// is sent, so the receiver gets every message once, and an ordered endpoint gets them one at a
+/// time in event order, whichever replica sends each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_from_three_replicas_arrive_once_each_and_in_order() {
+    use crate::webhooks::{SECRET, cancelled_jobs, start_receiver};
+    let Some(mut servers) = replicas(fast_timeouts()).await else { return };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the receiver");
+    let port = listener.local_addr().expect("address").port();
+    let received = start_receiver(listener, SECRET).await;
+    let created = servers[0]
+        .admin
+        .create_webhook(&api::CreateWebhookRequest {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            events: vec!["workflow_job".into()],
+            secret: Some(SECRET.into()),
+            ordered: true,
+        })
+        .await
+        .expect("create the webhook");
+
+    // Jobs queued and cancelled through each replica in turn: two events each.
+    const JOBS_PER_REPLICA: usize = 10;
+    for server in &servers {
+        cancelled_jobs(server, JOBS_PER_REPLICA).await;
+    }
+    let expected = 2 * JOBS_PER_REPLICA * servers.len();
+    let log = eventually("every delivery delivered", || async {
+        let log = servers[1].admin.webhook_deliveries(created.webhook.id, 0, 200).await.expect("deliveries");
+        (log.deliveries.len() == expected && log.deliveries.iter().all(|delivery| delivery.status == "delivered"))
+            .then_some(log)
+    })
+    .await;
+    assert!(log.deliveries.iter().all(|delivery| delivery.attempts == 1), "each sent once: {log:?}");
+
+    let (bad_signatures, duplicates, arrival) = {
+        let received = received.lock().expect("lock");
+        (received.bad_signatures, received.duplicates, received.arrival.clone())
+    };
+    assert_eq!(bad_signatures, 0);
+    assert_eq!(duplicates, 0, "no message sent by two replicas");
+    assert_eq!(arrival.len(), expected);
+    // Message ids are msg_<webhook>_<event seq>: arrival follows the event order.
+    let sequence: Vec<u64> = arrival
+        .iter()
+        .map(|id| id.rsplit('_').next().and_then(|seq| seq.parse().ok()).expect("msg_<webhook>_<seq>"))
+        .collect();
+    assert!(sequence.windows(2).all(|pair| pair[0] < pair[1]), "out of order: {sequence:?}");
     stop_all(&mut servers).await;
 }

@@ -16,19 +16,19 @@ use sha2::Sha256;
 use crate::common::{PATIENCE, TestServer, eventually, fast_timeouts};
 
 /// 32 known bytes, so the test can verify without asking the server.
-const SECRET: &str = "whsec_dGhpcyBpcyB0aGUgdGVzdCdzIG93biBzZWNyZXQhIQ==";
+pub(crate) const SECRET: &str = "whsec_dGhpcyBpcyB0aGUgdGVzdCdzIG93biBzZWNyZXQhIQ==";
 
 /// What the receiver saw.
 #[derive(Debug, Default)]
-struct Received {
+pub(crate) struct Received {
     /// webhook-id -> (event header, body, timestamp, signature header), first delivery only.
-    processed: BTreeMap<String, (String, Bytes, String, String)>,
+    pub(crate) processed: BTreeMap<String, (String, Bytes, String, String)>,
     /// Processed ids in the order they arrived.
-    arrival: Vec<String>,
+    pub(crate) arrival: Vec<String>,
     /// Deliveries of an id already processed (recognised and not processed again).
-    duplicates: usize,
+    pub(crate) duplicates: usize,
     /// Deliveries whose signature did not verify.
-    bad_signatures: usize,
+    pub(crate) bad_signatures: usize,
 }
 
 /// The test's own verifier: HMAC-SHA256 over `id.timestamp.body` with the base64-decoded
@@ -48,7 +48,7 @@ fn independently_verified(secret: &str, id: &str, timestamp: &str, signatures: &
     signatures.split(' ').any(|signature| signature == format!("v1,{expected}"))
 }
 
-async fn start_receiver(listener: tokio::net::TcpListener, secret: &'static str) -> Arc<Mutex<Received>> {
+pub(crate) async fn start_receiver(listener: tokio::net::TcpListener, secret: &'static str) -> Arc<Mutex<Received>> {
     let received: Arc<Mutex<Received>> = Arc::default();
     let app = axum::Router::new().route(
         "/hook",
@@ -84,7 +84,7 @@ async fn start_receiver(listener: tokio::net::TcpListener, secret: &'static str)
     received
 }
 
-async fn cancelled_jobs(server: &TestServer, count: usize) -> Vec<i64> {
+pub(crate) async fn cancelled_jobs(server: &TestServer, count: usize) -> Vec<i64> {
     let mut ids = Vec::new();
     for index in 0..count {
         let job = server.enqueue(&format!("hooked-{index}"), &["nowhere"]).await;
