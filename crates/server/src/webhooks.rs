@@ -37,6 +37,9 @@ pub struct WebhookSettings {
     pub horizon: Duration,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// Where requests go instead of the built-in HTTP client (whose resolver keeps them off
+    /// internal addresses): the fleet simulator's network.
+    pub transport: Option<Arc<dyn baton_client::Transport>>,
 }
 
 impl Default for WebhookSettings {
@@ -47,12 +50,14 @@ impl Default for WebhookSettings {
             retry_max: Duration::from_secs(600),
             horizon: Duration::from_secs(24 * 3600),
             timeout: Duration::from_secs(10),
+            transport: None,
         }
     }
 }
 
 /// Deliveries attempted per endpoint in one pass, at most.
 const DUE_PER_PASS: usize = 32;
+const USER_AGENT: &str = concat!("Baton-Webhooks/", env!("CARGO_PKG_VERSION"));
 /// How much longer than an attempt's timeout a claimed delivery stays claimed.
 const CLAIM_MARGIN: Duration = Duration::from_secs(1);
 /// The dispatcher looks again at least this often.
@@ -157,20 +162,32 @@ pub fn spawn(state: Arc<AppState>, settings: WebhookSettings, shutdown: watch::R
     tokio::spawn(run(state, settings, shutdown));
 }
 
+/// What carries webhook requests.
+#[derive(Debug, Clone)]
+enum Sender {
+    Http(reqwest::Client),
+    Transport(Arc<dyn baton_client::Transport>),
+}
+
 async fn run(state: Arc<AppState>, settings: WebhookSettings, mut shutdown: watch::Receiver<bool>) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let resolver = GuardedResolver { allow: Arc::new(settings.allow.clone()) };
-    let http = match reqwest::Client::builder()
-        .dns_resolver(Arc::new(resolver))
-        .timeout(settings.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Baton-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(http) => http,
-        Err(error) => {
-            tracing::error!(%error, "webhooks cannot be delivered: building the HTTP client failed");
-            return;
+    let http = match &settings.transport {
+        Some(transport) => Sender::Transport(transport.clone()),
+        None => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let resolver = GuardedResolver { allow: Arc::new(settings.allow.clone()) };
+            match reqwest::Client::builder()
+                .dns_resolver(Arc::new(resolver))
+                .timeout(settings.timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(USER_AGENT)
+                .build()
+            {
+                Ok(http) => Sender::Http(http),
+                Err(error) => {
+                    tracing::error!(%error, "webhooks cannot be delivered: building the HTTP client failed");
+                    return;
+                }
+            }
         }
     };
     let mut events = state.hub.subscribe_events();
@@ -195,7 +212,7 @@ async fn run(state: Arc<AppState>, settings: WebhookSettings, mut shutdown: watc
 /// the next retry is due, if one is pending.
 async fn dispatch_once(
     state: &Arc<AppState>,
-    http: &reqwest::Client,
+    http: &Sender,
     settings: &WebhookSettings,
 ) -> Result<Option<Duration>, crate::error::ApiError> {
     let webhooks = state.run(|store| store.webhooks()).await?;
@@ -217,7 +234,7 @@ async fn dispatch_once(
 
 async fn serve_endpoint(
     state: &Arc<AppState>,
-    http: &reqwest::Client,
+    http: &Sender,
     settings: &WebhookSettings,
     webhook_id: i64,
 ) -> Result<Option<Duration>, crate::error::ApiError> {
@@ -267,7 +284,7 @@ async fn serve_endpoint(
 /// Sends one delivery and says how it went and when to retry.
 async fn attempt(
     state: &AppState,
-    http: &reqwest::Client,
+    http: &Sender,
     settings: &WebhookSettings,
     webhook: &Webhook,
     delivery: &Delivery,
@@ -301,11 +318,13 @@ async fn attempt(
 fn backoff(settings: &WebhookSettings, attempts: u32) -> Duration {
     let exponential = settings.retry_initial.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
     let capped = exponential.min(settings.retry_max);
-    capped.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    // The client's entropy: a simulated fleet seeds it, so retries replay exactly.
+    let share = baton_client::entropy::below(1_000_000) as f64 / 1_000_000.0;
+    capped.mul_f64(0.5 + share * 0.5)
 }
 
 async fn send(
-    http: &reqwest::Client,
+    http: &Sender,
     settings: &WebhookSettings,
     webhook: &Webhook,
     delivery: &Delivery,
@@ -326,26 +345,47 @@ async fn send(
         .iter()
         .filter_map(|secret| sign(secret, &delivery.message_id, timestamp, delivery.payload.as_bytes()))
         .collect();
-    let response = http
-        .post(url)
-        .header("content-type", "application/json")
-        .header("webhook-id", &delivery.message_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signatures.join(" "))
-        .header("x-baton-event", &delivery.event)
-        .body(delivery.payload.clone())
-        .send()
-        .await
-        .map_err(|error| {
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
+    let headers = [
+        ("content-type", "application/json".to_string()),
+        ("webhook-id", delivery.message_id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signatures.join(" ")),
+        ("x-baton-event", delivery.event.clone()),
+    ];
+    match http {
+        Sender::Http(http) => {
+            let mut request = http.post(url).body(delivery.payload.clone());
+            for (name, value) in headers {
+                request = request.header(name, value);
             }
-            message
-        })?;
-    Ok(response.status().as_u16())
+            let response = request.send().await.map_err(|error| {
+                let mut message = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                message
+            })?;
+            Ok(response.status().as_u16())
+        }
+        Sender::Transport(transport) => {
+            let mut request = axum::http::Request::new(delivery.payload.clone().into_bytes());
+            *request.method_mut() = axum::http::Method::POST;
+            *request.uri_mut() = url.as_str().parse().map_err(|error| format!("{error}"))?;
+            for (name, value) in headers {
+                let value = axum::http::HeaderValue::from_str(&value).map_err(|error| format!("{name}: {error}"))?;
+                request.headers_mut().insert(name, value);
+            }
+            request
+                .headers_mut()
+                .insert(axum::http::header::USER_AGENT, axum::http::HeaderValue::from_static(USER_AGENT));
+            let response = transport.send(request, Some(settings.timeout)).await.map_err(|error| error.to_string())?;
+            let status = response.status().as_u16();
+            let _ = response.into_body().bytes().await;
+            Ok(status)
+        }
+    }
 }
 
 #[cfg(test)]

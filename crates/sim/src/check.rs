@@ -62,6 +62,7 @@ pub fn check(evidence: &Evidence<'_>) -> Vec<Violation> {
         Err(error) => return vec![violation(1, format!("the store could not list events: {error}"))],
     };
     completed_once(&jobs, &events, &mut violations);
+    completions_announced(evidence, &jobs, &mut violations);
     lost_only_when_cut_off(evidence, &events, &mut violations);
     finished_results_kept(evidence, &jobs, &mut violations);
     no_termination_under_a_job(evidence.ledger, &mut violations);
@@ -116,6 +117,33 @@ fn completed_once(jobs: &Jobs, events: &[baton_store::Event], violations: &mut V
             violations.push(violation(
                 1,
                 format!("job {} is {} but has {count} job.completed events", job_id.0, view.job.state),
+            ));
+        }
+    }
+}
+
+/// Invariant 1, its webhook: every completed job's `workflow_job` `completed` message reached
+/// the receiver at least once (the workload waits for them before the run ends).
+fn completions_announced(evidence: &Evidence<'_>, jobs: &Jobs, violations: &mut Vec<Violation>) {
+    if evidence.cut_short {
+        return;
+    }
+    for (job_id, view) in jobs {
+        if view.job.state != JobState::Completed {
+            continue;
+        }
+        let announced = evidence
+            .ledger
+            .webhooks
+            .iter()
+            .any(|received| received.job_id == Some(job_id.0) && received.action == "completed");
+        if !announced {
+            violations.push(violation(
+                1,
+                format!(
+                    "job {} completed, but its workflow_job completed webhook never reached the receiver",
+                    job_id.0
+                ),
             ));
         }
     }
@@ -473,6 +501,32 @@ mod tests {
         no_termination_under_a_job(&ledger, &mut violations);
         assert_eq!(violations.len(), 2, "one for the store's record, one for the ledger's: {violations:?}");
         assert!(violations.iter().all(|violation| violation.invariant == 3));
+    }
+
+    #[test]
+    fn a_completed_job_without_its_webhook_breaks_invariant_1() {
+        let store = Store::open_memory(baton_core::Timeouts::DEFAULT);
+        let new = baton_store::NewJob { name: "j".into(), labels: vec![], spec: "{}".into(), max_attempts: 3 };
+        let job = store.enqueue(&new, baton_core::Timestamp(1)).expect("enqueue");
+        store.cancel_job(job.job.id, baton_core::Timestamp(2)).expect("cancel");
+        let mut ledger = Ledger::default();
+        let received = |action: &str| crate::ledger::Received {
+            at: Duration::from_millis(5),
+            message_id: "msg_1_1".into(),
+            job_id: Some(job.job.id.0),
+            action: action.into(),
+        };
+        ledger.webhooks.push(received("queued"));
+        let missing = |ledger: &Ledger| {
+            let mut violations = Vec::new();
+            completions_announced(&evidence(ledger, &store), &all_jobs(&store).expect("jobs"), &mut violations);
+            violations
+        };
+        let violations = missing(&ledger);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].invariant, 1);
+        ledger.webhooks.push(received("completed"));
+        assert!(missing(&ledger).is_empty());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Simulated workers, the simulated provider and the driver write here what really happened:
 //! which machine executed which attempt over which interval of simulated time and in which
-//! directory, which machines were terminated or crashed when. The checkers judge the system
-//! by this record, never by what the system says about itself.
+//! directory, which machines were terminated or crashed when, which webhook messages the
+//! receiver got. The checkers judge the system by this record, never by what the system says
+//! about itself.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +51,16 @@ pub struct Termination {
     pub held: Vec<(i64, u32)>,
 }
 
+/// A webhook message as the receiver got it (every copy: repeats are allowed).
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Duration,
+    pub message_id: String,
+    pub job_id: Option<i64>,
+    /// `workflow_job`'s action: queued, in_progress, completed.
+    pub action: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub executions: Vec<Execution>,
@@ -58,6 +69,8 @@ pub struct Ledger {
     pub downs: Vec<(String, Duration)>,
     /// Problems seen directly as they happened (a job's files removed under it, say).
     pub observed: Vec<String>,
+    /// Webhook messages the receiver got, in order.
+    pub webhooks: Vec<Received>,
     /// Deterministic one-line records of what happened, in order: compared across replays.
     pub trace: Vec<String>,
 }
@@ -120,6 +133,21 @@ impl SharedLedger {
             }
         }
         ledger.trace.extend(lines);
+    }
+
+    pub fn webhook_received(&self, message_id: String, job_id: Option<i64>, action: String) {
+        let at = now();
+        let mut ledger = self.lock();
+        ledger.trace.push(format!("{:>9.3} webhook {message_id} job {job_id:?} {action}", at.as_secs_f64()));
+        ledger.webhooks.push(Received { at, message_id, job_id, action });
+    }
+
+    /// True when the receiver got a `completed` message for every job in `job_ids`.
+    pub fn completions_announced(&self, job_ids: &[i64]) -> bool {
+        let ledger = self.lock();
+        job_ids.iter().all(|id| {
+            ledger.webhooks.iter().any(|received| received.job_id == Some(*id) && received.action == "completed")
+        })
     }
 
     pub fn observe(&self, problem: String) {

@@ -4,7 +4,7 @@
 //! faults, crashes and restarts. The real server (router, store scripts over the in-memory
 //! store, sweepers), real runner listeners (with simulated workers) and the real scaler (with
 //! a simulated provider) run as turmoil hosts on simulated time and a simulated network, on one
-//! thread. The same seed gives the same run, event for event: [`Outcome::digest`] proves it.
+//! thread, with a webhook receiver that records every message the server's dispatcher sends it. The same seed gives the same run, event for event: [`Outcome::digest`] proves it.
 //!
 //! The [`ledger`] records the ground truth; [`check`] judges it; [`variants`] holds the broken
 //! negative controls the checkers must catch.
@@ -45,6 +45,10 @@ pub(crate) const SERVER: &str = "server";
 const SERVER_URL: &str = "http://server:8080";
 const ADMIN_TOKEN: &str = "baton_admin_simulation";
 const POOL: &str = "sim";
+/// The host that receives the fleet's webhooks.
+const RECEIVER: &str = "hooks";
+const RECEIVER_PORT: u16 = 9000;
+const WEBHOOK_URL: &str = "http://hooks:9000/hook";
 /// Wall time at the start of every simulation (2026-01-01T00:00:00Z).
 pub(crate) const EPOCH_MS: u64 = 1_767_225_600_000;
 /// After the faults stop, every job must conclude within this much simulated time, plus twice
@@ -123,10 +127,15 @@ struct Plan {
     reaper_lag: Duration,
     reaper_think: Duration,
     exit_lag: Duration,
+    /// Webhooks delivered one at a time in event order, or not.
+    webhooks_ordered: bool,
+    /// How often the webhook receiver answers 503.
+    receiver_failure: f64,
 }
 
 fn plan(seed: u64, variant: Variant) -> Plan {
     let mut rng = StdRng::seed_from_u64(seed);
+    let mut webhook_rng = StdRng::seed_from_u64(seed ^ 0x5745_4248_4f4f_4b53);
     // The broken scalers race assignments: they get a steady stream of work to race.
     // Jobs come in waves, so runners sit idle while new work arrives.
     let (job_count, max_gap) =
@@ -213,6 +222,9 @@ fn plan(seed: u64, variant: Variant) -> Plan {
             rng.random_range(20..300) * if variant == Variant::CheckThenTerminate { 5 } else { 1 },
         ),
         exit_lag: Duration::from_millis(rng.random_range(50..500)),
+        // Drawn apart from the rest, so that the jobs and faults a seed plans stay as they were.
+        webhooks_ordered: webhook_rng.random_bool(0.5),
+        receiver_failure: webhook_rng.random_range(0.0..0.3),
     }
 }
 
@@ -264,14 +276,20 @@ fn simulate(options: &Options, root: &Path) -> anyhow::Result<Outcome> {
 
     sim.host(SERVER, {
         let backend = backend.clone();
-        move || server(backend.clone())
+        let net = plan.net;
+        move || server(backend.clone(), net)
+    });
+    sim.host(RECEIVER, {
+        let ledger = ledger.clone();
+        let failure = plan.receiver_failure;
+        move || receiver(ledger.clone(), failure)
     });
     sim.host("scaler", {
         let machines = machines.clone();
         let plan = plan.clone();
         move || scaler(variant, plan.clone(), machines.clone())
     });
-    sim.client("workload", workload(plan.clone(), horizon, finished_in_time.clone()));
+    sim.client("workload", workload(plan.clone(), horizon, finished_in_time.clone(), ledger.clone()));
 
     let mut faults = plan.faults.iter().copied().peekable();
     let mut repairs: Vec<(Duration, Repair)> = Vec::new();
@@ -570,7 +588,7 @@ fn lose_on_disconnect(backend: &MemBackend, store: &Store, machine: &str, ledger
     }
 }
 
-async fn server(backend: Arc<MemBackend>) -> turmoil::Result {
+async fn server(backend: Arc<MemBackend>, net: NetFaults) -> turmoil::Result {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", SERVER_PORT)).await?;
     let addr = listener.local_addr()?;
     let mut config = Config::new(addr, Database::SharedMemory(backend));
@@ -578,6 +596,13 @@ async fn server(backend: Arc<MemBackend>) -> turmoil::Result {
     config.timeouts = TIMEOUTS;
     config.sweep_interval = Duration::from_millis(100);
     config.admin_token = Some(ADMIN_TOKEN.into());
+    config.webhooks = baton_server::webhooks::WebhookSettings {
+        retry_initial: Duration::from_millis(100),
+        retry_max: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        transport: Some(Arc::new(SimTransport { faults: net })),
+        ..Default::default()
+    };
     let elapsed = turmoil::sim_elapsed().unwrap_or_default();
     config.clock_origin = Some(Timestamp(EPOCH_MS).plus(elapsed));
     let server = Server::serve(config, SimListener(listener)).await.map_err(|error| format!("{error:#}"))?;
@@ -653,8 +678,52 @@ async fn machine(
     Ok(())
 }
 
-async fn workload(plan: Plan, horizon: Duration, finished_in_time: Arc<Mutex<bool>>) -> turmoil::Result {
+/// Records every webhook message; answers 503 to a share of them (they are sent again).
+async fn receiver(ledger: SharedLedger, failure: f64) -> turmoil::Result {
+    use axum::http::StatusCode;
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", RECEIVER_PORT)).await?;
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let ledger = ledger.clone();
+            async move {
+                if failure > 0.0 && (baton_client::entropy::below(1_000_000) as f64) < failure * 1_000_000.0 {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let id = headers.get("webhook-id").and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let action = body["action"].as_str().unwrap_or("").to_string();
+                ledger.webhook_received(id, body["workflow_job"]["id"].as_i64(), action);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    axum::serve(SimListener(listener), router).await?;
+    Ok(())
+}
+
+async fn workload(
+    plan: Plan,
+    horizon: Duration,
+    finished_in_time: Arc<Mutex<bool>>,
+    ledger: SharedLedger,
+) -> turmoil::Result {
     let client = client(Some(ADMIN_TOKEN.into()), plan.net)?;
+    // The receiver takes workflow_job messages. A lost answer may make a second webhook: its
+    // messages arrive too, which at least once allows.
+    let webhook = api::CreateWebhookRequest {
+        url: WEBHOOK_URL.into(),
+        events: vec!["workflow_job".into()],
+        secret: None,
+        ordered: plan.webhooks_ordered,
+    };
+    loop {
+        match client.create_webhook(&webhook).await {
+            Ok(_) => break,
+            Err(error) if error.is_retryable() => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(error) => return Err(format!("create the webhook: {error}").into()),
+        }
+    }
     for (index, job) in plan.jobs.iter().enumerate() {
         tokio::time::sleep(job.gap).await;
         let spec = api::JobSpec {
@@ -698,6 +767,15 @@ async fn workload(plan: Plan, horizon: Duration, finished_in_time: Arc<Mutex<boo
             && list.jobs.iter().all(|job| job.state == JobState::Completed.to_string())
         {
             *finished_in_time.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+            // The run ends once the receiver has every completion (or at the horizon, and the
+            // checker reports what is missing).
+            let ids: Vec<i64> = list.jobs.iter().map(|job| job.id).collect();
+            while !ledger.completions_announced(&ids) {
+                if turmoil::sim_elapsed().unwrap_or_default() > horizon {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
