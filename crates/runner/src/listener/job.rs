@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::logs::{LogSink, Upload};
 use super::renewer::{LeaseState, Renewer};
-use super::workers::{Control, WORKER_PID_FILE, WorkerStart, Workers};
+use super::workers::{Control, WORKER_PID_FILE, Worker, WorkerStart, Workers};
 use crate::protocol::{Escalation, WorkerEvent, WorkerSpec};
 use crate::worker::AttemptDirs;
 use crate::worker::process;
@@ -163,6 +163,20 @@ async fn supervise(
                         // killed before that).
                         fenced = true;
                         worker.kill_steps();
+                        // What the worker said before the kill still counts: a result it had
+                        // already sent when the fence came (found by the fleet simulator, seed
+                        // 3175: the job ended at the fence's instant, the fence was read first,
+                        // and a finished job's result was dropped). The server decides by the
+                        // lease's token whether it still takes it.
+                        for event in ready_events(worker.as_mut(), READY_EVENTS_MAX) {
+                            match event {
+                                WorkerEvent::Log { text } => logs.push(text),
+                                WorkerEvent::Result { result: outcome, outputs, summary } => {
+                                    result = Some((outcome, outputs, summary));
+                                }
+                                WorkerEvent::ProcessGroup { .. } => {}
+                            }
+                        }
                         break;
                     }
                     LeaseState::CancelRequested if !cancel_sent => {
@@ -203,11 +217,14 @@ async fn supervise(
     let _ = reports.send(Report::SlotFree { attempt: (job_id, attempt) });
     *slot_freed = true;
 
-    if fenced {
+    if fenced && result.is_none() {
         logs.abort();
         let _ = std::fs::remove_file(spool_path(&env.state_dir, job_id, attempt));
         tracing::warn!(job_id, attempt, "job fenced: its lease was lost; nothing is reported for it");
         return Ok(());
+    }
+    if fenced {
+        tracing::warn!(job_id, attempt, "the job finished as its lease was fenced; reporting its result");
     }
     let (result, outputs, summary) = result.unwrap_or_else(|| {
         tracing::error!(job_id, ?status, "the worker exited without a result");
@@ -235,6 +252,23 @@ async fn supervise(
     deliver(&env.client, &env.state_dir, &pending).await;
     drop(lease);
     Ok(())
+}
+
+/// Most events read in one go after a fence: a worker that keeps talking cannot hold it up.
+const READY_EVENTS_MAX: usize = 1024;
+
+/// The worker's events that are ready now, read without waiting for more (at most `limit`).
+fn ready_events(worker: &mut dyn Worker, limit: usize) -> Vec<WorkerEvent> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut events = Vec::new();
+    while events.len() < limit {
+        // `next_event` is cancel-safe: a future dropped while pending loses nothing.
+        match worker.next_event().as_mut().poll(&mut context) {
+            std::task::Poll::Ready(Some(event)) => events.push(event),
+            std::task::Poll::Ready(None) | std::task::Poll::Pending => break,
+        }
+    }
+    events
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -667,6 +701,39 @@ mod tests {
         assert!(pending_completions(&env.state_dir).is_empty());
         assert!(!spool_path(&env.state_dir, 8, 2).exists());
         assert!(!attempt_dir(&env.work_dir, 8, 2).exists());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_result_sent_before_the_fence_is_still_reported() {
+        let Fixture { _dir, env, events, controls: _, calls } = fixture();
+        let (reports_tx, mut reports) = mpsc::unbounded_channel();
+        let lease_ttl = Duration::from_secs(45);
+        let _handle = start(env.clone(), offer(9, 1), lease_ttl, tokio::time::Instant::now(), reports_tx);
+        // The worker reports its result but has not exited yet when the fence comes.
+        events.send(WorkerEvent::Log { text: "done\n".to_string() }).expect("worker running");
+        let result = WorkerEvent::Result {
+            result: api::AttemptResult::Success,
+            outputs: Default::default(),
+            summary: String::new(),
+        };
+        events.send(result).expect("worker running");
+
+        assert!(matches!(reports.recv().await, Some(Report::SlotFree { attempt: (9, 1) })));
+        assert!(joined(&calls).contains("kill_steps"), "the fence still stops the worker");
+        // The result stands: it is persisted for delivery (the server never answers here),
+        // after the whole log.
+        let pending = pending_path(&env.state_dir, 9, 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !pending.exists() {
+            assert!(tokio::time::Instant::now() < deadline, "the completion was never persisted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let completions = pending_completions(&env.state_dir);
+        assert_eq!(completions.len(), 1);
+        assert_eq!(completions[0].result, api::AttemptResult::Success);
+        let spool = std::fs::read_to_string(spool_path(&env.state_dir, 9, 1)).expect("read the spool");
+        assert!(spool.contains("done"), "{spool}");
+        drop(events);
     }
 
     #[test]
