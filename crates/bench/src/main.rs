@@ -241,6 +241,9 @@ async fn dispatch_latency(args: &Args, samples: usize) -> anyhow::Result<Value> 
     let token = registration_token(&server).await?;
     let mut runner = synthetic_runner(&server, &token, "dispatch").await?;
     let mut histogram = new_histogram();
+    // Where the time goes, each from the same start: the enqueue answered, the offer in the
+    // runner's hands, the accept answered (the total).
+    let (mut enqueued, mut offered) = (new_histogram(), new_histogram());
     let spec = job_spec("dispatch", "true");
     for _ in 0..samples {
         let poller = runner.client.clone();
@@ -253,7 +256,9 @@ async fn dispatch_latency(args: &Args, samples: usize) -> anyhow::Result<Value> 
         }
         let started = Instant::now();
         server.admin.enqueue_job(&spec).await?;
+        enqueued.record(started.elapsed().as_micros() as u64)?;
         let messages = poll.await??.messages;
+        offered.record(started.elapsed().as_micros() as u64)?;
         let offer = messages
             .iter()
             .find_map(|message| match &message.body {
@@ -280,7 +285,9 @@ async fn dispatch_latency(args: &Args, samples: usize) -> anyhow::Result<Value> 
             )
             .await?;
     }
-    Ok(summary(&histogram))
+    let mut figures = summary(&histogram);
+    figures["stages"] = json!({ "enqueue_answered": summary(&enqueued), "offer_received": summary(&offered) });
+    Ok(figures)
 }
 
 async fn start_runner(args: &Args, server: &ServerProcess, name: &str) -> anyhow::Result<Spawned> {
@@ -443,6 +450,11 @@ async fn throughput(args: &Args, window: Duration) -> anyhow::Result<f64> {
 /// Server memory with `n` runners long-polling at once.
 async fn idle_sessions(args: &Args, n: usize) -> anyhow::Result<Value> {
     let server = start_server(args).await?;
+    let pid = server.process.child.id();
+    // The server's RSS after each stage, so the figure's parts show: the idle server, the
+    // runners' registrations (store and caches), their sessions, their parked long-polls
+    // (connections and waiting requests).
+    let started = rss_mib(pid);
     let token = registration_token(&server).await?;
     let anonymous = Client::new(&server.url, None)?;
     let mut runners = Vec::with_capacity(n);
@@ -471,6 +483,7 @@ async fn idle_sessions(args: &Args, n: usize) -> anyhow::Result<Value> {
             runners.push(task.await??);
         }
     }
+    let registered = rss_mib(pid);
     progress(&format!("idle sessions: {n} runners registered; parking their long-polls"));
     let mut polls = Vec::with_capacity(n);
     for (client, session_id) in runners {
@@ -485,11 +498,15 @@ async fn idle_sessions(args: &Args, n: usize) -> anyhow::Result<Value> {
         anyhow::ensure!(Instant::now() < deadline, "only {waiting} of {n} long-polls parked");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rss = rss_mib(server.process.child.id());
+    let rss = rss_mib(pid);
     for poll in polls {
         poll.abort();
     }
-    Ok(json!({ "n": n, "server_rss_mib": rss }))
+    Ok(json!({
+        "n": n,
+        "server_rss_mib": rss,
+        "server_rss_mib_by_stage": { "started": started, "sessions_open": registered, "polls_parked": rss },
+    }))
 }
 
 /// A runner completes a job -> the `workflow_job` `completed` webhook reaches a receiver on
