@@ -132,12 +132,7 @@ fn completions_announced(evidence: &Evidence<'_>, jobs: &Jobs, violations: &mut 
         if view.job.state != JobState::Completed {
             continue;
         }
-        let announced = evidence
-            .ledger
-            .webhooks
-            .iter()
-            .any(|received| received.job_id == Some(job_id.0) && received.action == "completed");
-        if !announced {
+        if !evidence.ledger.completion_announced(job_id.0) {
             violations.push(violation(
                 1,
                 format!(

@@ -75,6 +75,13 @@ pub struct Ledger {
     pub trace: Vec<String>,
 }
 
+impl Ledger {
+    /// True when the receiver got a `completed` message for the job.
+    pub fn completion_announced(&self, job_id: i64) -> bool {
+        self.webhooks.iter().any(|received| received.job_id == Some(job_id) && received.action == "completed")
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct SharedLedger(Arc<Mutex<Ledger>>);
 
@@ -145,9 +152,7 @@ impl SharedLedger {
     /// True when the receiver got a `completed` message for every job in `job_ids`.
     pub fn completions_announced(&self, job_ids: &[i64]) -> bool {
         let ledger = self.lock();
-        job_ids.iter().all(|id| {
-            ledger.webhooks.iter().any(|received| received.job_id == Some(*id) && received.action == "completed")
-        })
+        job_ids.iter().all(|id| ledger.completion_announced(*id))
     }
 
     pub fn observe(&self, problem: String) {

@@ -4,7 +4,8 @@
 //! faults, crashes and restarts. The real server (router, store scripts over the in-memory
 //! store, sweepers), real runner listeners (with simulated workers) and the real scaler (with
 //! a simulated provider) run as turmoil hosts on simulated time and a simulated network, on one
-//! thread, with a webhook receiver that records every message the server's dispatcher sends it. The same seed gives the same run, event for event: [`Outcome::digest`] proves it.
+//! thread, with a webhook receiver that records every message the server's dispatcher sends
+//! it. The same seed gives the same run, event for event: [`Outcome::digest`] proves it.
 //!
 //! The [`ledger`] records the ground truth; [`check`] judges it; [`variants`] holds the broken
 //! negative controls the checkers must catch.
@@ -687,7 +688,7 @@ async fn receiver(ledger: SharedLedger, failure: f64) -> turmoil::Result {
         axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
             let ledger = ledger.clone();
             async move {
-                if failure > 0.0 && (baton_client::entropy::below(1_000_000) as f64) < failure * 1_000_000.0 {
+                if net::chance(failure) {
                     return StatusCode::SERVICE_UNAVAILABLE;
                 }
                 let id = headers.get("webhook-id").and_then(|value| value.to_str().ok()).unwrap_or("").to_string();

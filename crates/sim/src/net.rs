@@ -33,7 +33,8 @@ pub struct SimTransport {
     pub faults: NetFaults,
 }
 
-fn chance(probability: f64) -> bool {
+/// True with `probability`, drawn from the seeded entropy.
+pub(crate) fn chance(probability: f64) -> bool {
     probability > 0.0 && (baton_client::entropy::below(1_000_000) as f64) < probability * 1_000_000.0
 }
 

@@ -74,11 +74,11 @@ impl Connector {
     /// Reads `url`; fails, saying what to change, on a setting it cannot honour.
     pub(crate) fn new(url: &str) -> Result<Connector, StoreError> {
         if url.len() > URL_MAX {
-            return Err(config_error(format!("the database URL is longer than {URL_MAX} bytes")));
+            return Err(StoreError::Config(format!("the database URL is longer than {URL_MAX} bytes")));
         }
         let (rest, tls) = split_tls_settings(url)?;
         let mut config: postgres::Config =
-            rest.parse().map_err(|error| config_error(format!("the database URL is not valid: {error}")))?;
+            rest.parse().map_err(|error| StoreError::Config(format!("the database URL is not valid: {error}")))?;
         config.ssl_mode(match tls.mode {
             Mode::Disable => SslMode::Disable,
             Mode::Prefer => SslMode::Prefer,
@@ -108,10 +108,6 @@ impl Connector {
     }
 }
 
-fn config_error(message: String) -> StoreError {
-    StoreError::Config(message)
-}
-
 /// Splits the TLS settings off the URL's query, leaving the rest byte for byte.
 fn split_tls_settings(url: &str) -> Result<(String, TlsSettings), StoreError> {
     let mut settings = TlsSettings { mode: Mode::Disable, root: None, client: None };
@@ -134,13 +130,13 @@ fn split_tls_settings(url: &str) -> Result<(String, TlsSettings), StoreError> {
                     "require" | "verify-ca" => Mode::VerifyCa,
                     "verify-full" => Mode::VerifyFull,
                     "allow" => {
-                        return Err(config_error(
+                        return Err(StoreError::Config(
                             "sslmode=allow is not supported: use disable, prefer, require, verify-ca or verify-full"
                                 .to_string(),
                         ));
                     }
                     other => {
-                        return Err(config_error(format!(
+                        return Err(StoreError::Config(format!(
                             "sslmode={other} is not a TLS mode: use disable, prefer, require, verify-ca or verify-full"
                         )));
                     }
@@ -156,7 +152,7 @@ fn split_tls_settings(url: &str) -> Result<(String, TlsSettings), StoreError> {
         (Some(cert), Some(key)) => Some((cert, key)),
         (None, None) => None,
         _ => {
-            return Err(config_error(
+            return Err(StoreError::Config(
                 "sslcert and sslkey go together: give both (PEM files) for a client certificate, or neither"
                     .to_string(),
             ));
@@ -170,7 +166,7 @@ fn decode(raw: &str, what: &str) -> Result<String, StoreError> {
     percent_decode_str(raw)
         .decode_utf8()
         .map(|text| text.into_owned())
-        .map_err(|_| config_error(format!("{what} in the database URL is not UTF-8 once percent-decoded")))
+        .map_err(|_| StoreError::Config(format!("{what} in the database URL is not UTF-8 once percent-decoded")))
 }
 
 fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, StoreError> {
@@ -181,14 +177,14 @@ fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, StoreEr
     });
     let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
-        .map_err(|error| config_error(format!("cannot check the server's certificates: {error}")))?;
+        .map_err(|error| StoreError::Config(format!("cannot check the server's certificates: {error}")))?;
     let verifier: Arc<dyn ServerCertVerifier> = match settings.mode {
         Mode::VerifyFull => webpki,
         _ => Arc::new(ChainOnly(webpki)),
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|error| config_error(format!("TLS: {error}")))?
+        .map_err(|error| StoreError::Config(format!("TLS: {error}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     match &settings.client {
@@ -196,10 +192,10 @@ fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, StoreEr
         Some((cert, key)) => {
             let chain = certificates_from_file(cert, "sslcert")?;
             let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|error| config_error(format!("sslkey {}: {error}", key.display())))?;
+                .map_err(|error| StoreError::Config(format!("sslkey {}: {error}", key.display())))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|error| config_error(format!("sslcert and sslkey: {error}")))
+                .map_err(|error| StoreError::Config(format!("sslcert and sslkey: {error}")))
         }
     }
 }
@@ -207,9 +203,9 @@ fn client_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, StoreEr
 fn certificates_from_file(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, StoreError> {
     let certificates = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| config_error(format!("{what} {}: {error}", path.display())))?;
+        .map_err(|error| StoreError::Config(format!("{what} {}: {error}", path.display())))?;
     if certificates.is_empty() {
-        return Err(config_error(format!("{what} {}: no PEM certificate in it", path.display())));
+        return Err(StoreError::Config(format!("{what} {}: no PEM certificate in it", path.display())));
     }
     Ok(certificates)
 }
@@ -217,7 +213,9 @@ fn certificates_from_file(path: &Path, what: &str) -> Result<Vec<CertificateDer<
 fn roots_from_file(path: &Path) -> Result<RootCertStore, StoreError> {
     let mut roots = RootCertStore::empty();
     for certificate in certificates_from_file(path, "sslrootcert")? {
-        roots.add(certificate).map_err(|error| config_error(format!("sslrootcert {}: {error}", path.display())))?;
+        roots
+            .add(certificate)
+            .map_err(|error| StoreError::Config(format!("sslrootcert {}: {error}", path.display())))?;
     }
     Ok(roots)
 }
@@ -230,7 +228,7 @@ fn system_roots() -> Result<RootCertStore, StoreError> {
     let mut roots = RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
-        return Err(config_error(
+        return Err(StoreError::Config(
             "this machine has no trusted root certificates to check the database's with: pass \
              sslrootcert=/path/to/ca.pem in the database URL (or install ca-certificates)"
                 .to_string(),

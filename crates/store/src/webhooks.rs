@@ -222,13 +222,7 @@ impl Store {
         now: Timestamp,
         limit: usize,
     ) -> Result<(Webhook, Vec<Delivery>, Option<Timestamp>)> {
-        self.read(|tx| {
-            let webhook = tx.webhook_get(webhook_id)?.ok_or_else(|| not_found("webhook", webhook_id))?;
-            let pending = tx.deliveries_pending(webhook_id, if webhook.ordered { 1 } else { 1000 })?;
-            let next = pending.iter().map(|delivery| delivery.next_attempt_at).filter(|at| *at > now).min();
-            let due = pending.into_iter().filter(|delivery| delivery.next_attempt_at <= now).take(limit).collect();
-            Ok((webhook, due, next))
-        })
+        self.read(|tx| due_now(tx, webhook_id, now, limit))
     }
 
     /// Claims the endpoint's deliveries due now (as [`Store::due_deliveries`] picks them) for
@@ -246,10 +240,7 @@ impl Store {
     ) -> Result<(Webhook, Vec<Delivery>)> {
         let hold_each_ms = u64::try_from(hold_each.as_millis()).unwrap_or(u64::MAX);
         self.write(|tx, _| {
-            let webhook = tx.webhook_get(webhook_id)?.ok_or_else(|| not_found("webhook", webhook_id))?;
-            let pending = tx.deliveries_pending(webhook_id, if webhook.ordered { 1 } else { 1000 })?;
-            let due: Vec<Delivery> =
-                pending.into_iter().filter(|delivery| delivery.next_attempt_at <= now).take(limit).collect();
+            let (webhook, due, _) = due_now(tx, webhook_id, now, limit)?;
             for (place, delivery) in (1u64..).zip(&due) {
                 let mut claimed = delivery.clone();
                 claimed.next_attempt_at = Timestamp(now.0.saturating_add(hold_each_ms.saturating_mul(place)));
@@ -290,6 +281,21 @@ impl Store {
             Ok(delivery)
         })
     }
+}
+
+/// The endpoint, its deliveries due now (see [`Store::due_deliveries`]) and when the next of
+/// the others is due.
+fn due_now(
+    tx: &mut dyn Tx,
+    webhook_id: i64,
+    now: Timestamp,
+    limit: usize,
+) -> Result<(Webhook, Vec<Delivery>, Option<Timestamp>)> {
+    let webhook = tx.webhook_get(webhook_id)?.ok_or_else(|| not_found("webhook", webhook_id))?;
+    let pending = tx.deliveries_pending(webhook_id, if webhook.ordered { 1 } else { 1000 })?;
+    let next = pending.iter().map(|delivery| delivery.next_attempt_at).filter(|at| *at > now).min();
+    let due = pending.into_iter().filter(|delivery| delivery.next_attempt_at <= now).take(limit).collect();
+    Ok((webhook, due, next))
 }
 
 /// The webhook event name and body of an event, or `None` for events no webhook carries.
