@@ -20,13 +20,21 @@ pub struct Hub {
     runners: Mutex<BTreeMap<RunnerId, Arc<Notify>>>,
     /// Bumped after every commit that appended events.
     events: watch::Sender<u64>,
+    /// Bumped when this process added a webhook endpoint.
+    webhooks: watch::Sender<u64>,
     metrics: Arc<Metrics>,
     credentials: Arc<crate::auth::CredentialCache>,
 }
 
 impl Hub {
     pub fn new(metrics: Arc<Metrics>, credentials: Arc<crate::auth::CredentialCache>) -> Hub {
-        Hub { runners: Mutex::new(BTreeMap::new()), events: watch::channel(0).0, metrics, credentials }
+        Hub {
+            runners: Mutex::new(BTreeMap::new()),
+            events: watch::channel(0).0,
+            webhooks: watch::channel(0).0,
+            metrics,
+            credentials,
+        }
     }
 
     /// The notification a runner's long-polls wait on.
@@ -51,6 +59,15 @@ impl Hub {
 
     pub fn subscribe_events(&self) -> watch::Receiver<u64> {
         self.events.subscribe()
+    }
+
+    /// Wakes the webhook dispatcher after an endpoint was added here.
+    pub fn webhook_added(&self) {
+        self.webhooks.send_modify(|generation| *generation = generation.wrapping_add(1));
+    }
+
+    pub fn subscribe_webhooks(&self) -> watch::Receiver<u64> {
+        self.webhooks.subscribe()
     }
 }
 

@@ -126,6 +126,20 @@ impl AppState {
         }
     }
 
+    /// Runs a short store script (one that touches a handful of rows, as the runner protocol's
+    /// do) on the calling task when the store would run it at once, which saves two thread
+    /// hops per request; otherwise like [`AppState::run`].
+    pub async fn run_short<T, F>(&self, script: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, baton_store::Error> + Send + 'static,
+    {
+        if self.execution == Execution::Blocking && self.store.writes_at_once() {
+            return script(&self.store).map_err(ApiError::from);
+        }
+        self.run(script).await
+    }
+
     /// Runs synchronous work (a store script, parsing a workflow) where the configuration says.
     pub async fn execute<T, F>(&self, work: F) -> Result<T, tokio::task::JoinError>
     where

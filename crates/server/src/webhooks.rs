@@ -191,17 +191,31 @@ async fn run(state: Arc<AppState>, settings: WebhookSettings, mut shutdown: watc
         }
     };
     let mut events = state.hub.subscribe_events();
+    let mut added = state.hub.subscribe_webhooks();
     loop {
-        let wake = match dispatch_once(&state, &http, &settings).await {
-            Ok(next) => next.unwrap_or(IDLE_WAKE).min(IDLE_WAKE),
+        let (wake, endpoints) = match dispatch_once(&state, &http, &settings).await {
+            Ok((next, endpoints)) => (next.unwrap_or(IDLE_WAKE).min(IDLE_WAKE), endpoints),
             Err(error) => {
                 tracing::warn!(error = %error.message, "webhook dispatch failed; retrying");
-                Duration::from_secs(1)
+                (Duration::from_secs(1), 1)
             }
         };
+        if endpoints == 0 {
+            // Without endpoints, commits have nobody to be delivered to: wait for one to be
+            // added here, or look again after the idle wait (one added by another replica).
+            // Their events stay in the outbox meanwhile.
+            tokio::select! {
+                biased;
+                _ = added.changed() => {}
+                _ = tokio::time::sleep(wake) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             _ = events.changed() => {}
+            _ = added.changed() => {}
             _ = tokio::time::sleep(wake) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
@@ -209,13 +223,14 @@ async fn run(state: Arc<AppState>, settings: WebhookSettings, mut shutdown: watc
 }
 
 /// One pass: new events become deliveries, due deliveries are sent. Answers how long until
-/// the next retry is due, if one is pending.
+/// the next retry is due, if one is pending, and how many endpoints there are.
 async fn dispatch_once(
     state: &Arc<AppState>,
     http: &Sender,
     settings: &WebhookSettings,
-) -> Result<Option<Duration>, crate::error::ApiError> {
-    let webhooks = state.run(|store| store.webhooks()).await?;
+) -> Result<(Option<Duration>, usize), crate::error::ApiError> {
+    let webhooks = state.run_short(|store| store.webhooks()).await?;
+    let endpoints = webhooks.len();
     let mut passes = Vec::new();
     for webhook in webhooks {
         let state = state.clone();
@@ -229,7 +244,7 @@ async fn dispatch_once(
             next = Some(next.map_or(wait, |current| current.min(wait)));
         }
     }
-    Ok(next)
+    Ok((next, endpoints))
 }
 
 async fn serve_endpoint(

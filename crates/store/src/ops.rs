@@ -232,6 +232,12 @@ impl Store {
         &self.timeouts
     }
 
+    /// Whether a short script started now would run without waiting (see
+    /// [`Backend::writes_at_once`]).
+    pub fn writes_at_once(&self) -> bool {
+        self.backend.writes_at_once()
+    }
+
     /// Runs `script` as one write transaction. A script error rolls back everything it wrote.
     pub(crate) fn write<T>(&self, mut script: impl FnMut(&mut dyn Tx, &mut Effects) -> Result<T>) -> Result<T> {
         let mut outcome: Option<Result<T>> = None;
@@ -498,19 +504,21 @@ impl Store {
                 tx.messages_delete_upto(runner_id, ack)?;
             }
             assign(tx, fx, &self.timeouts, Some(runner), now)?;
-            let messages = pending_messages(tx, runner_id, ack)?;
-            let mut offered_jobs = Vec::new();
-            let mut secrets = BTreeMap::new();
-            for (_, message) in &messages {
-                if let Message::JobOffer { job_id, .. } = message {
-                    let job = get_job(tx, *job_id)?;
-                    if let Some(run_id) = job.run_id {
-                        secrets.insert(job.id, crate::runs::secrets_of(tx, run_id)?);
-                    }
-                    offered_jobs.push(job);
-                }
-            }
-            Ok(Polled { messages, offered_jobs, secrets })
+            let messages = pending_messages(tx, runner_id, ack, Revoked::Delete)?;
+            polled(tx, messages)
+        })
+    }
+
+    /// Polls again after a wake-up, in a read-only transaction: what the first [`Store::poll`]
+    /// of a long-poll recorded (the session's touch, the free slots, the ack) still holds, and
+    /// whatever wakes a poll (an offer, a cancel) committed its message before the wake. The
+    /// session must still be open.
+    pub fn repoll(&self, runner_id: RunnerId, session_id: SessionId, ack: MessageId, now: Timestamp) -> Result<Polled> {
+        self.read(|tx| {
+            let runner = get_runner(tx, runner_id)?;
+            live_session(tx, &runner, session_id, now)?;
+            let messages = pending_messages(tx, runner_id, ack, Revoked::Skip)?;
+            polled(tx, messages)
         })
     }
 
@@ -1311,7 +1319,21 @@ pub(crate) fn assign(
 
 /// Messages waiting for a runner after `ack`, without offers that were revoked meanwhile
 /// (those are deleted: accepting them could only fail).
-fn pending_messages(tx: &mut dyn Tx, runner_id: RunnerId, ack: MessageId) -> Result<Vec<(MessageId, Message)>> {
+/// What becomes of a revoked offer found among a runner's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Revoked {
+    /// Deleted (in a write transaction).
+    Delete,
+    /// Left out of the answer; the runner's next acking poll deletes it.
+    Skip,
+}
+
+fn pending_messages(
+    tx: &mut dyn Tx,
+    runner_id: RunnerId,
+    ack: MessageId,
+    revoked: Revoked,
+) -> Result<Vec<(MessageId, Message)>> {
     let mut out = Vec::new();
     for (id, message) in tx.messages_after(runner_id, ack, limits::POLL_MESSAGES_MAX)? {
         if let Message::JobOffer { job_id, attempt, epoch } = message {
@@ -1319,13 +1341,31 @@ fn pending_messages(tx: &mut dyn Tx, runner_id: RunnerId, ack: MessageId) -> Res
             let still_offered =
                 current.is_some_and(|attempt| attempt.state == AttemptState::Offered && attempt.epoch == Some(epoch));
             if !still_offered {
-                tx.message_delete(id)?;
+                if revoked == Revoked::Delete {
+                    tx.message_delete(id)?;
+                }
                 continue;
             }
         }
         out.push((id, message));
     }
     Ok(out)
+}
+
+/// A poll's answer: the messages with the jobs they offer and those jobs' secrets.
+fn polled(tx: &mut dyn Tx, messages: Vec<(MessageId, Message)>) -> Result<Polled> {
+    let mut offered_jobs = Vec::new();
+    let mut secrets = BTreeMap::new();
+    for (_, message) in &messages {
+        if let Message::JobOffer { job_id, .. } = message {
+            let job = get_job(tx, *job_id)?;
+            if let Some(run_id) = job.run_id {
+                secrets.insert(job.id, crate::runs::secrets_of(tx, run_id)?);
+            }
+            offered_jobs.push(job);
+        }
+    }
+    Ok(Polled { messages, offered_jobs, secrets })
 }
 
 /// Loads the attempt a job call names and checks the fence: the epoch must be the attempt's

@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use baton_core::{
@@ -48,6 +50,8 @@ pub enum Durability {
 pub struct SqliteBackend {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    durability: Durability,
+    checkpointer: Checkpointer,
 }
 
 impl SqliteBackend {
@@ -56,6 +60,11 @@ impl SqliteBackend {
         let mut writer = Connection::open(path)?;
         configure(&writer, durability)?;
         migrate(&mut writer)?;
+        // Commits never checkpoint themselves: copying the log into the database (and its
+        // fsync) would land in the middle of whichever request happened to commit then.
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoint = Connection::open(path)?;
+        configure(&checkpoint, durability)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open(path)?;
@@ -63,7 +72,8 @@ impl SqliteBackend {
             reader.pragma_update(None, "query_only", true)?;
             readers.push(Mutex::new(reader));
         }
-        Ok(SqliteBackend { writer: Mutex::new(writer), readers })
+        let checkpointer = Checkpointer::start(checkpoint)?;
+        Ok(SqliteBackend { writer: Mutex::new(writer), readers, durability, checkpointer })
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -82,6 +92,10 @@ const STATEMENT_CACHE: usize = 256;
 
 fn configure(connection: &Connection, durability: Durability) -> R<()> {
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Plans that do not depend on bound values. Without this, SQLite 3.51 reads a bound
+    // `LIMIT ?` while planning and marks the statement stale whenever it is bound again, so a
+    // cached statement was compiled anew on every run.
+    connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     connection.busy_timeout(Duration::from_secs(10))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     let synchronous = match durability {
@@ -117,10 +131,16 @@ impl Backend for SqliteBackend {
         let commit = body(&mut SqliteTx { connection: &tx })?;
         if commit {
             tx.commit()?;
+            self.checkpointer.committed();
         } else {
             tx.rollback()?;
         }
         Ok(())
+    }
+
+    /// At once when the writer is free and a commit does not wait for an fsync.
+    fn writes_at_once(&self) -> bool {
+        self.durability == Durability::Normal && self.writer.try_lock().is_ok()
     }
 
     fn read(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<()>) -> R<()> {
@@ -129,6 +149,71 @@ impl Backend for SqliteBackend {
         body(&mut SqliteTx { connection: &tx })?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// Commits between two checkpoints, at most, while writes keep coming. A commit writes a few
+/// dozen pages to the log, so the log stays near SQLite's own default of 1,000 pages.
+const CHECKPOINT_EVERY: u64 = 32;
+/// How long the last commits wait for their checkpoint once writes stop.
+const CHECKPOINT_IDLE: Duration = Duration::from_millis(500);
+
+/// Copies the write-ahead log into the database on a thread of its own, with a connection of
+/// its own, so no commit waits for it. Passive checkpoints never block the writer or readers.
+#[derive(Debug)]
+struct Checkpointer {
+    commits: Arc<AtomicU64>,
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(connection: Connection) -> R<Checkpointer> {
+        let commits = Arc::new(AtomicU64::new(0));
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let pending = commits.clone();
+        let thread = std::thread::Builder::new()
+            .name("baton-sqlite-checkpoint".into())
+            .spawn(move || {
+                let mut done = 0;
+                loop {
+                    let stop = matches!(woken.recv_timeout(CHECKPOINT_IDLE), Err(RecvTimeoutError::Disconnected));
+                    let seen = pending.load(Ordering::Acquire);
+                    if seen != done {
+                        done = seen;
+                        if let Err(error) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                            tracing::warn!(%error, "sqlite checkpoint failed; the next one tries again");
+                        }
+                    }
+                    if stop {
+                        return;
+                    }
+                }
+            })
+            .map_err(|error| StoreError::Config(format!("start the SQLite checkpoint thread: {error}")))?;
+        Ok(Checkpointer { commits, wake: Some(wake), thread: Some(thread) })
+    }
+
+    fn committed(&self) {
+        let count = self.commits.fetch_add(1, Ordering::AcqRel) + 1;
+        if count.is_multiple_of(CHECKPOINT_EVERY)
+            && let Some(wake) = &self.wake
+        {
+            // A full channel means a checkpoint is already due.
+            let _ = wake.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Stops the thread after a last checkpoint of what was committed.
+    fn drop(&mut self) {
+        self.wake.take();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the sqlite checkpoint thread panicked");
+        }
     }
 }
 
@@ -1062,5 +1147,38 @@ impl crate::Store {
     /// Opens the SQLite store at `path`.
     pub fn open_sqlite(path: &Path, durability: Durability, timeouts: baton_core::Timeouts) -> R<crate::Store> {
         Ok(crate::Store::new(Box::new(SqliteBackend::open(path, durability)?), timeouts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// Commits leave their pages in the log; the checkpoint thread, not a commit, copies them
+    /// into the database file while the store stays open.
+    #[test]
+    fn committed_pages_reach_the_database_file_without_a_commit_copying_them() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("baton.db");
+        let backend = SqliteBackend::open(&path, Durability::Normal).expect("the store opens");
+        let value = "x".repeat(2048);
+        let size = || std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
+        let before = size();
+        for index in 0..300 {
+            backend
+                .write(&mut |tx| {
+                    tx.meta_set(&format!("test.{index}"), &value)?;
+                    Ok(true)
+                })
+                .expect("the write commits");
+        }
+        // 300 values of 2 KiB: at least 600 KiB once checkpointed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while size() < before + 600 * 1024 {
+            assert!(Instant::now() < deadline, "the database file stayed at {} bytes", size());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

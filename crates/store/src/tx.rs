@@ -169,6 +169,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// database (what their transactions [`Tx::announce`]d). Backends that only one process
     /// writes to have nothing to tell.
     fn watch_others(&self, _observer: std::sync::Arc<dyn crate::CommitObserver>) {}
+
+    /// Whether a short write started now would run at once, without waiting for another
+    /// write, the network or an fsync. Callers on an async runtime use it to skip a hop to a
+    /// blocking thread; a wrong `true` costs one short wait, so it need only be a good guess.
+    fn writes_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// A shared backend is a backend: the simulator keeps its memory store across the restarts of
@@ -184,5 +191,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
 
     fn watch_others(&self, observer: std::sync::Arc<dyn crate::CommitObserver>) {
         (**self).watch_others(observer)
+    }
+
+    fn writes_at_once(&self) -> bool {
+        (**self).writes_at_once()
     }
 }

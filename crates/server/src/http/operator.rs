@@ -161,7 +161,7 @@ pub async fn enqueue_job(
         max_attempts: spec.max_attempts.unwrap_or(baton_core::limits::MAX_ATTEMPTS_DEFAULT),
     };
     let now = state.now();
-    let view = state.run(move |store| store.enqueue(&new, now)).await?;
+    let view = state.run_short(move |store| store.enqueue(&new, now)).await?;
     Ok((StatusCode::CREATED, Json(super::job(&view)?)))
 }
 

@@ -129,6 +129,7 @@ pub async fn poll(
     let notify = state.hub.runner(runner_id);
     let mut shutdown = state.shutdown.clone();
     let _waiting = WaitingGauge::new(&state);
+    let mut first = true;
     let outcome = loop {
         // Register for the wake-up before reading, so a commit between the read and the wait
         // still wakes this poll.
@@ -136,7 +137,13 @@ pub async fn poll(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = state.now();
-        let polled = state.run(move |store| store.poll(runner_id, session_id, free_slots, ack, now)).await?;
+        // The first pass records the poll (session, free slots, ack) and offers what waits;
+        // after a wake-up, reading the messages is enough.
+        let polled = if std::mem::take(&mut first) {
+            state.run_short(move |store| store.poll(runner_id, session_id, free_slots, ack, now)).await?
+        } else {
+            state.run_short(move |store| store.repoll(runner_id, session_id, ack, now)).await?
+        };
         if !polled.messages.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             break polled;
         }
@@ -266,7 +273,7 @@ async fn lease_call(
     check_job_token(state, runner_id, job_id, attempt, epoch, &request.token).await?;
     let now = state.now();
     let lease = state
-        .run(move |store| script(store, runner_id, job_id, attempt, epoch, now))
+        .run_short(move |store| script(store, runner_id, job_id, attempt, epoch, now))
         .await
         .map_err(|error| count_stale(state, error))?;
     Ok(Json(lease_response(lease)))
@@ -314,7 +321,7 @@ pub async fn upload_log(
     let now = state.now();
     let (seq, data) = (request.seq, request.data);
     let appended = state
-        .run(move |store| store.append_log(runner_id, job_id, attempt, epoch, seq, &data, now))
+        .run_short(move |store| store.append_log(runner_id, job_id, attempt, epoch, seq, &data, now))
         .await
         .map_err(|error| count_stale(&state, error))?;
     Ok(Json(api::LogUploadResponse { stored: appended == LogAppend::Appended }))
@@ -338,7 +345,7 @@ pub async fn complete(
     let outputs = request.outputs;
     let summary = request.summary.unwrap_or_default();
     let view = state
-        .run(move |store| store.complete(runner_id, job_id, attempt, epoch, result, &outputs, &summary, now))
+        .run_short(move |store| store.complete(runner_id, job_id, attempt, epoch, result, &outputs, &summary, now))
         .await
         .map_err(|error| count_stale(&state, error))?;
     Ok(Json(super::job(&view)?))

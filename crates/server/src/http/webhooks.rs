@@ -73,6 +73,7 @@ pub async fn create(
     let new = NewWebhook { url: request.url, events: request.events, secret: secret.clone(), ordered: request.ordered };
     let now = state.now();
     let webhook = state.run(move |store| store.add_webhook(&new, now)).await?;
+    state.hub.webhook_added();
     Ok((StatusCode::CREATED, Json(api::WebhookSecretResponse { webhook: info(&webhook, now), secret })))
 }
 
