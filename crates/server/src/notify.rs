@@ -54,7 +54,7 @@ impl Hub {
     /// Wakes whoever waits on events without an event: the webhook dispatcher, after a
     /// redelivery was queued.
     pub fn wake_events(&self) {
-        self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
+        bump(&self.events);
     }
 
     pub fn subscribe_events(&self) -> watch::Receiver<u64> {
@@ -63,7 +63,7 @@ impl Hub {
 
     /// Wakes the webhook dispatcher after an endpoint was added here.
     pub fn webhook_added(&self) {
-        self.webhooks.send_modify(|generation| *generation = generation.wrapping_add(1));
+        bump(&self.webhooks);
     }
 
     pub fn subscribe_webhooks(&self) -> watch::Receiver<u64> {
@@ -97,7 +97,7 @@ impl CommitObserver for Hub {
             }
         }
         if !effects.events.is_empty() {
-            self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
+            bump(&self.events);
         }
     }
 
@@ -118,7 +118,12 @@ impl CommitObserver for Hub {
             }
         }
         if wake.events || wake.everything {
-            self.events.send_modify(|generation| *generation = generation.wrapping_add(1));
+            bump(&self.events);
         }
     }
+}
+
+/// Moves a generation on, which wakes everyone who watches it.
+fn bump(generation: &watch::Sender<u64>) {
+    generation.send_modify(|value| *value = value.wrapping_add(1));
 }

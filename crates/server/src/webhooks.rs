@@ -200,21 +200,12 @@ async fn run(state: Arc<AppState>, settings: WebhookSettings, mut shutdown: watc
                 (Duration::from_secs(1), 1)
             }
         };
-        if endpoints == 0 {
-            // Without endpoints, commits have nobody to be delivered to: wait for one to be
-            // added here, or look again after the idle wait (one added by another replica).
-            // Their events stay in the outbox meanwhile.
-            tokio::select! {
-                biased;
-                _ = added.changed() => {}
-                _ = tokio::time::sleep(wake) => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-            continue;
-        }
+        // Without endpoints, commits have nobody to be delivered to: wait for one to be added
+        // here, or look again after the idle wait (one added by another replica). Their events
+        // stay in the outbox meanwhile.
         tokio::select! {
             biased;
-            _ = events.changed() => {}
+            _ = events.changed(), if endpoints > 0 => {}
             _ = added.changed() => {}
             _ = tokio::time::sleep(wake) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,

@@ -1317,8 +1317,6 @@ pub(crate) fn assign(
     Ok(offers.len())
 }
 
-/// Messages waiting for a runner after `ack`, without offers that were revoked meanwhile
-/// (those are deleted: accepting them could only fail).
 /// What becomes of a revoked offer found among a runner's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Revoked {
@@ -1328,6 +1326,8 @@ enum Revoked {
     Skip,
 }
 
+/// Messages waiting for a runner after `ack`, without offers that were revoked meanwhile
+/// (accepting them could only fail; `revoked` says whether they are deleted too).
 fn pending_messages(
     tx: &mut dyn Tx,
     runner_id: RunnerId,
