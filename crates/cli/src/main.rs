@@ -57,6 +57,11 @@ enum Command {
     RunnerWorker(runner::WorkerArgs),
 }
 
+/// Threads for blocking work, at most: store transactions, which the store runs one writer at
+/// a time over a few connections. Tokio's default of 512 let a burst of 10,000 long-polls start
+/// hundreds of threads that only waited for the writer, each with a stack and a malloc arena.
+const BLOCKING_THREADS_MAX: usize = 64;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // Commands for people print their own output; the embedded fleet's logs would drown it.
@@ -73,7 +78,11 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(BLOCKING_THREADS_MAX)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: start the async runtime: {error}");
