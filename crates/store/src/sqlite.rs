@@ -29,7 +29,10 @@ use crate::tx::{Backend, Event, LogChunk, QueueCursor, Tx};
 type R<T> = std::result::Result<T, StoreError>;
 
 /// Migrations in order; `PRAGMA user_version` records how many were applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_attempt_indexes_by_state.sql"),
+];
 
 /// Reader connections kept open for read transactions.
 const READERS: usize = 4;
@@ -998,8 +1001,8 @@ impl Tx for SqliteTx<'_> {
     fn attempts_offer_expired(&mut self, now: Timestamp) -> R<Vec<Attempt>> {
         self.many(
             &format!(
-                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE state = 'offered' AND accept_deadline < ?1 \
-                 ORDER BY job_id, number"
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts INDEXED BY attempts_offer_deadline \
+                 WHERE state = 'offered' AND accept_deadline < ?1 ORDER BY job_id, number"
             ),
             params![ts(now)],
             attempt_row,
@@ -1009,8 +1012,8 @@ impl Tx for SqliteTx<'_> {
     fn attempts_lease_expired(&mut self, now: Timestamp) -> R<Vec<Attempt>> {
         self.many(
             &format!(
-                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE state = 'running' AND lease_deadline < ?1 \
-                 ORDER BY job_id, number"
+                "SELECT {ATTEMPT_COLUMNS} FROM attempts INDEXED BY attempts_lease_deadline \
+                 WHERE state = 'running' AND lease_deadline < ?1 ORDER BY job_id, number"
             ),
             params![ts(now)],
             attempt_row,
@@ -1020,7 +1023,11 @@ impl Tx for SqliteTx<'_> {
     fn attempts_live(&mut self) -> R<Vec<Attempt>> {
         self.many(
             &format!(
-                "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE state IN ('offered', 'running') ORDER BY job_id, number"
+                "SELECT * FROM (\
+                   SELECT {ATTEMPT_COLUMNS} FROM attempts INDEXED BY attempts_offer_deadline WHERE state = 'offered' \
+                   UNION ALL \
+                   SELECT {ATTEMPT_COLUMNS} FROM attempts INDEXED BY attempts_lease_deadline WHERE state = 'running'\
+                 ) ORDER BY job_id, number"
             ),
             [],
             attempt_row,
@@ -1179,6 +1186,64 @@ mod tests {
         while size() < before + 600 * 1024 {
             assert!(Instant::now() < deadline, "the database file stayed at {} bytes", size());
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The statements the attempt queries ran, as the tracer saw them.
+    static TRACED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+    fn record(event: rusqlite::trace::TraceEvent<'_>) {
+        if let rusqlite::trace::TraceEvent::Stmt(statement, _) = event {
+            TRACED.lock().expect("the trace lock").push(statement.sql().into_owned());
+        }
+    }
+
+    /// No attempt query reads the whole attempts table: the sweeps, the dispatch queue and the
+    /// outage extension each search an index, or scan one that holds only their state. Most
+    /// attempts are finished, so a full scan would grow with the history.
+    #[test]
+    fn attempt_queries_search_indexes_instead_of_scanning_every_attempt() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("baton.db");
+        let backend = SqliteBackend::open(&path, Durability::Normal).expect("the store opens");
+        for reader in &backend.readers {
+            reader
+                .lock()
+                .expect("a reader")
+                .trace_v2(rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT, Some(record));
+        }
+        let now = Timestamp(1_000);
+        backend
+            .read(&mut |tx| {
+                tx.attempts_queued(None, 32)?;
+                tx.attempts_offer_expired(now)?;
+                tx.attempts_lease_expired(now)?;
+                tx.attempts_live()?;
+                tx.attempts_held(RunnerId(1))?;
+                tx.runner_activity(RunnerId(1))?;
+                tx.queue_depth_by_labels(10)?;
+                Ok(())
+            })
+            .expect("the queries run");
+        let statements: Vec<String> = TRACED.lock().expect("the trace lock").clone();
+        let queries: Vec<&String> = statements.iter().filter(|sql| sql.contains("FROM attempts")).collect();
+        assert_eq!(queries.len(), 7, "every attempt query was traced: {statements:#?}");
+        let explain = Connection::open(&path).expect("a second connection");
+        for sql in queries {
+            let plan: Vec<String> = explain
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .and_then(|mut statement| {
+                    let unbound = std::iter::repeat_n(rusqlite::types::Null, statement.parameter_count());
+                    statement.query_map(rusqlite::params_from_iter(unbound), |row| row.get::<_, String>(3))?.collect()
+                })
+                .expect("the plan can be read");
+            let full_scan = plan.iter().any(|step| {
+                let scanned = step.strip_prefix("SCAN attempts").or_else(|| step.strip_prefix("SCAN a"));
+                scanned.is_some_and(|rest| {
+                    (rest.is_empty() || rest.starts_with(' ')) && !rest.contains(" INDEX attempts_")
+                })
+            });
+            assert!(!full_scan, "a full scan of the attempts table:\n{sql}\n{plan:#?}");
         }
     }
 }
