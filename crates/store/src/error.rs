@@ -12,6 +12,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("postgres: {0}")]
     Postgres(String),
+    /// The commit this write shared with others failed, or one of them ended the transaction.
+    #[error("sqlite: the commit this write shared failed: {0}")]
+    GroupCommit(String),
     /// The database settings (the URL) cannot be used as given.
     #[error("database settings: {0}")]
     Config(String),

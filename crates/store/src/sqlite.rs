@@ -1,7 +1,8 @@
 //! The SQLite backend: the embedded default.
 //!
 //! One writer connection runs write transactions with `BEGIN IMMEDIATE`, so they are serial and
-//! each script's predicate and effect commit together. A small pool of reader connections
+//! each script's predicate and effect commit together. Scripts that queue for the writer share
+//! a commit (see [`SqliteBackend::write`]). A small pool of reader connections
 //! serves read transactions from WAL snapshots without blocking the writer. Timestamps are
 //! stored as integer milliseconds, lists and maps as JSON text, states by their core names.
 //!
@@ -11,9 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use baton_core::{
@@ -51,7 +52,10 @@ pub enum Durability {
 
 #[derive(Debug)]
 pub struct SqliteBackend {
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
+    /// Writes waiting for the writer: while there are any, a finished script leaves its
+    /// transaction open for them to join.
+    queued: AtomicUsize,
     readers: Vec<Mutex<Connection>>,
     durability: Durability,
     checkpointer: Checkpointer,
@@ -76,7 +80,13 @@ impl SqliteBackend {
             readers.push(Mutex::new(reader));
         }
         let checkpointer = Checkpointer::start(checkpoint)?;
-        Ok(SqliteBackend { writer: Mutex::new(writer), readers, durability, checkpointer })
+        Ok(SqliteBackend {
+            writer: Mutex::new(Writer { connection: writer, open: None }),
+            queued: AtomicUsize::new(0),
+            readers,
+            durability,
+            checkpointer,
+        })
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -128,17 +138,60 @@ fn migrate(connection: &mut Connection) -> R<()> {
 }
 
 impl Backend for SqliteBackend {
+    /// Runs `body` in the writer's transaction, and answers once that transaction committed.
+    ///
+    /// Group commit: when other writes are queued for the writer as `body` finishes, the
+    /// transaction stays open and the next write runs in it, inside a savepoint of its own
+    /// (a script that fails rolls back alone). The last write of the group, or the
+    /// [`GROUP_MAX`]th, commits for all of them; until then none of them has answered, so
+    /// each still takes effect at one instant, in the order they held the writer. A failed
+    /// commit fails every write of the group.
     fn write(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<bool>) -> R<()> {
-        let mut connection = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let commit = body(&mut SqliteTx { connection: &tx })?;
-        if commit {
-            tx.commit()?;
-            self.checkpointer.committed();
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let joined = writer.open.is_some();
+        writer.connection.execute_batch(if joined { "SAVEPOINT script" } else { "BEGIN IMMEDIATE" })?;
+        let mut unwinding = Unwinding(Some(writer));
+        let outcome = body(&mut SqliteTx { connection: &unwinding.writer().connection });
+        let mut writer = unwinding.disarm();
+        let keep = matches!(outcome, Ok(true));
+        if !joined {
+            if !keep {
+                if !writer.connection.is_autocommit() {
+                    writer.connection.execute_batch("ROLLBACK")?;
+                }
+                return outcome.map(|_| ());
+            }
+            writer.open = Some(Group { batch: Arc::new(Batch::default()), members: 0 });
+        } else if writer.connection.is_autocommit() {
+            // The error ended the whole transaction (SQLite does so on a full disk, say): the
+            // writes that joined it are lost with it.
+            writer.fail_group("a write sharing the transaction ended it");
+            return outcome.map(|_| ());
         } else {
-            tx.rollback()?;
+            let close = if keep { "RELEASE script" } else { "ROLLBACK TO script; RELEASE script" };
+            if let Err(error) = writer.connection.execute_batch(close) {
+                writer.fail_group("a write sharing the transaction could not close its savepoint");
+                return Err(error.into());
+            }
         }
-        Ok(())
+        let group = writer.open.as_mut().expect("a write in a group");
+        group.members += 1;
+        if self.queued.load(Ordering::Acquire) > 0 && group.members < GROUP_MAX {
+            let batch = group.batch.clone();
+            drop(writer);
+            return batch.wait().and(outcome.map(|_| ()));
+        }
+        let group = writer.open.take().expect("a write in a group");
+        let committed = writer.connection.execute_batch("COMMIT");
+        if committed.is_err() && !writer.connection.is_autocommit() {
+            let _ = writer.connection.execute_batch("ROLLBACK");
+        }
+        group.batch.finish(committed.as_ref().map(|_| ()).map_err(|error| error.to_string()));
+        committed?;
+        self.checkpointer.committed();
+        outcome.map(|_| ())
     }
 
     /// At once when the writer is free and a commit does not wait for an fsync.
@@ -152,6 +205,82 @@ impl Backend for SqliteBackend {
         body(&mut SqliteTx { connection: &tx })?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// Writes that share one commit, at most: bounds how long the first of them waits.
+const GROUP_MAX: usize = 32;
+
+/// The writer connection, and the group of writes whose transaction is open on it.
+#[derive(Debug)]
+struct Writer {
+    connection: Connection,
+    open: Option<Group>,
+}
+
+impl Writer {
+    /// Rolls back the open transaction, if any, and fails the writes waiting for its commit.
+    fn fail_group(&mut self, why: &str) {
+        if !self.connection.is_autocommit() {
+            let _ = self.connection.execute_batch("ROLLBACK");
+        }
+        if let Some(group) = self.open.take() {
+            group.batch.finish(Err(why.to_string()));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Group {
+    batch: Arc<Batch>,
+    /// Scripts run in the open transaction so far.
+    members: usize,
+}
+
+/// How a group's commit ended, for the writes that wait for it.
+#[derive(Debug, Default)]
+struct Batch {
+    outcome: Mutex<Option<Result<(), String>>>,
+    done: Condvar,
+}
+
+impl Batch {
+    fn finish(&self, outcome: Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> R<()> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            match &*outcome {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(message)) => return Err(StoreError::GroupCommit(message.clone())),
+                None => outcome = self.done.wait(outcome).unwrap_or_else(|poisoned| poisoned.into_inner()),
+            }
+        }
+    }
+}
+
+/// Fails the open group if a script panics while it holds the writer, so that no write waits
+/// for a commit that will not come, and no later write joins a half-done transaction.
+struct Unwinding<'w>(Option<MutexGuard<'w, Writer>>);
+
+impl<'w> Unwinding<'w> {
+    fn writer(&self) -> &Writer {
+        self.0.as_deref().expect("armed while the script runs")
+    }
+
+    fn disarm(&mut self) -> MutexGuard<'w, Writer> {
+        self.0.take().expect("disarmed once")
+    }
+}
+
+impl Drop for Unwinding<'_> {
+    fn drop(&mut self) {
+        if let Some(mut writer) = self.0.take() {
+            writer.fail_group("a write sharing the transaction panicked");
+        }
     }
 }
 
@@ -1187,6 +1316,139 @@ mod tests {
             assert!(Instant::now() < deadline, "the database file stayed at {} bytes", size());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Runs two writes on `backend` so that they share a commit: the first one's script waits
+    /// until the second is queued for the writer. Returns both outcomes (the second's is `Err`
+    /// if its script panicked).
+    fn two_writes_in_one_group(
+        backend: &SqliteBackend,
+        first: &(dyn Fn(&mut dyn Tx) -> R<bool> + Sync),
+        second: &(dyn Fn(&mut dyn Tx) -> R<bool> + Sync),
+    ) -> (R<()>, std::thread::Result<R<()>>) {
+        std::thread::scope(|scope| {
+            let first = scope.spawn(|| {
+                backend.write(&mut |tx| {
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    while backend.queued.load(Ordering::Acquire) == 0 {
+                        assert!(Instant::now() < deadline, "the second write never queued");
+                        std::thread::yield_now();
+                    }
+                    first(tx)
+                })
+            });
+            // The first write holds the writer before the second asks for it.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while backend.writer.try_lock().is_ok() {
+                assert!(Instant::now() < deadline, "the first write never took the writer");
+                std::thread::yield_now();
+            }
+            let second = scope.spawn(|| backend.write(&mut |tx| second(tx))).join();
+            (first.join().expect("the first write does not panic"), second)
+        })
+    }
+
+    fn value(path: &Path, key: &str) -> Option<String> {
+        let connection = Connection::open(path).expect("a second connection");
+        connection
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+            .optional()
+            .expect("meta can be read")
+    }
+
+    fn open_scratch() -> (tempfile::TempDir, std::path::PathBuf, SqliteBackend) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("baton.db");
+        let backend = SqliteBackend::open(&path, Durability::Normal).expect("the store opens");
+        (dir, path, backend)
+    }
+
+    /// A write that finds another queued leaves its transaction open; the other runs in it and
+    /// commits both, once. A script of the group that fails rolls back only its own changes.
+    #[test]
+    fn queued_writes_share_one_commit_and_a_failing_one_rolls_back_alone() {
+        let (_dir, path, backend) = open_scratch();
+        let commits = || backend.checkpointer.commits.load(Ordering::Acquire);
+        let before = commits();
+        let (first, second) = two_writes_in_one_group(
+            &backend,
+            &|tx| {
+                tx.meta_set("one", "kept")?;
+                Ok(true)
+            },
+            &|tx| {
+                tx.meta_set("two", "kept")?;
+                Ok(true)
+            },
+        );
+        first.expect("the first write commits");
+        second.expect("no panic").expect("the second write commits");
+        assert_eq!(commits() - before, 1, "two writes, one commit");
+        assert_eq!(value(&path, "one").as_deref(), Some("kept"));
+        assert_eq!(value(&path, "two").as_deref(), Some("kept"));
+
+        let before = commits();
+        let (first, second) = two_writes_in_one_group(
+            &backend,
+            &|tx| {
+                tx.meta_set("first", "kept")?;
+                Ok(true)
+            },
+            &|tx| {
+                tx.meta_set("second", "rolled back")?;
+                Ok(false)
+            },
+        );
+        first.expect("the first write commits");
+        second.expect("no panic").expect("a script that rolls back is not an error");
+        assert_eq!(commits() - before, 1, "two writes, one commit");
+        assert_eq!(value(&path, "first").as_deref(), Some("kept"));
+        assert_eq!(value(&path, "second"), None, "the rolled-back script left nothing");
+
+        let (first, second) = two_writes_in_one_group(
+            &backend,
+            &|tx| {
+                tx.meta_set("third", "failed")?;
+                Err(StoreError::Corrupt("the script fails".into()))
+            },
+            &|tx| {
+                tx.meta_set("fourth", "kept")?;
+                Ok(true)
+            },
+        );
+        assert!(matches!(first, Err(StoreError::Corrupt(_))), "the first script's own error: {first:?}");
+        second.expect("no panic").expect("the second write commits");
+        assert_eq!(value(&path, "third"), None);
+        assert_eq!(value(&path, "fourth").as_deref(), Some("kept"));
+    }
+
+    /// A script that panics in a group fails the writes waiting for the group's commit, and
+    /// none of the group's changes is committed; the next write starts afresh.
+    #[test]
+    fn a_panicking_script_fails_its_group_and_commits_nothing() {
+        let (_dir, path, backend) = open_scratch();
+        let (first, second) = two_writes_in_one_group(
+            &backend,
+            &|tx| {
+                tx.meta_set("first", "lost")?;
+                Ok(true)
+            },
+            &|tx| {
+                tx.meta_set("second", "lost")?;
+                panic!("the script panics");
+            },
+        );
+        assert!(second.is_err(), "the second script panicked");
+        assert!(matches!(first, Err(StoreError::GroupCommit(_))), "the first write fails with its group: {first:?}");
+        assert_eq!(value(&path, "first"), None, "the group's changes were rolled back");
+        assert_eq!(value(&path, "second"), None);
+        backend
+            .write(&mut |tx| {
+                tx.meta_set("after", "kept")?;
+                Ok(true)
+            })
+            .expect("a later write commits");
+        assert_eq!(value(&path, "after").as_deref(), Some("kept"));
     }
 
     /// The statements the attempt queries ran, as the tracer saw them.
