@@ -148,10 +148,15 @@ impl Backend for SqliteBackend {
     /// commit fails every write of the group.
     fn write(&self, body: &mut dyn FnMut(&mut dyn Tx) -> R<bool>) -> R<()> {
         self.queued.fetch_add(1, Ordering::AcqRel);
-        let writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         self.queued.fetch_sub(1, Ordering::AcqRel);
         let joined = writer.open.is_some();
-        writer.connection.execute_batch(if joined { "SAVEPOINT script" } else { "BEGIN IMMEDIATE" })?;
+        if let Err(error) = writer.connection.execute_batch(if joined { "SAVEPOINT script" } else { "BEGIN IMMEDIATE" })
+        {
+            // The writes waiting in the group would otherwise wait for a commit nobody makes.
+            writer.fail_group("a write could not join the transaction");
+            return Err(error.into());
+        }
         let mut unwinding = Unwinding(Some(writer));
         let outcome = body(&mut SqliteTx { connection: &unwinding.writer().connection });
         let mut writer = unwinding.disarm();
