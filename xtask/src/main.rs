@@ -60,14 +60,22 @@ fn ci() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` when set (relative to the current
+/// directory, as cargo reads it), else the workspace's `target`.
+fn target_dir() -> anyhow::Result<std::path::PathBuf> {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => Ok(std::path::PathBuf::from(dir)),
+        None => Ok(workspace_root()?.join("target")),
+    }
+}
+
 /// Runs the simulator, built with optimisations (seeds are CPU-bound) and with
 /// `--cfg tokio_unstable`, which lets every simulated host's runtime take its random choices
 /// (`select!` branch order) from the seed. That build has a target directory of its own, so the
 /// rest of the workspace is not rebuilt with other flags.
 fn sim(args: &[String]) -> anyhow::Result<()> {
     let root = workspace_root()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
-    let target_dir = target.join("sim");
+    let target_dir = target_dir()?.join("sim");
     let flags = match std::env::var("RUSTFLAGS") {
         Ok(flags) if !flags.trim().is_empty() => format!("{flags} --cfg tokio_unstable"),
         _ => "--cfg tokio_unstable".to_string(),
@@ -160,10 +168,10 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         }
     }
     cargo(&["build", "--release", "--locked", "-p", "baton-cli", "-p", "baton-bench"])?;
-    let root = workspace_root()?;
-    let status = Command::new(root.join("target/release/baton-bench"))
+    let release = target_dir()?.join("release");
+    let status = Command::new(release.join("baton-bench"))
         .arg("--baton")
-        .arg(root.join("target/release/baton"))
+        .arg(release.join("baton"))
         .args(&forwarded)
         .status()
         .context("run baton-bench")?;
