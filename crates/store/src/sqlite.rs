@@ -1297,13 +1297,26 @@ mod tests {
 
     use super::*;
 
+    fn open_scratch() -> (tempfile::TempDir, std::path::PathBuf, SqliteBackend) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("baton.db");
+        let backend = SqliteBackend::open(&path, Durability::Normal).expect("the store opens");
+        (dir, path, backend)
+    }
+
+    /// A script that sets `key` to `value`, then answers as `then` does.
+    fn sets(key: &'static str, value: &'static str, then: fn() -> R<bool>) -> impl Fn(&mut dyn Tx) -> R<bool> + Sync {
+        move |tx| {
+            tx.meta_set(key, value)?;
+            then()
+        }
+    }
+
     /// Commits leave their pages in the log; the checkpoint thread, not a commit, copies them
     /// into the database file while the store stays open.
     #[test]
     fn committed_pages_reach_the_database_file_without_a_commit_copying_them() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("baton.db");
-        let backend = SqliteBackend::open(&path, Durability::Normal).expect("the store opens");
+        let (_dir, path, backend) = open_scratch();
         let value = "x".repeat(2048);
         let size = || std::fs::metadata(&path).map(|meta| meta.len()).unwrap_or(0);
         let before = size();
@@ -1361,13 +1374,6 @@ mod tests {
             .expect("meta can be read")
     }
 
-    fn open_scratch() -> (tempfile::TempDir, std::path::PathBuf, SqliteBackend) {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("baton.db");
-        let backend = SqliteBackend::open(&path, Durability::Normal).expect("the store opens");
-        (dir, path, backend)
-    }
-
     /// A write that finds another queued leaves its transaction open; the other runs in it and
     /// commits both, once. A script of the group that fails rolls back only its own changes.
     #[test]
@@ -1375,17 +1381,8 @@ mod tests {
         let (_dir, path, backend) = open_scratch();
         let commits = || backend.checkpointer.commits.load(Ordering::Acquire);
         let before = commits();
-        let (first, second) = two_writes_in_one_group(
-            &backend,
-            &|tx| {
-                tx.meta_set("one", "kept")?;
-                Ok(true)
-            },
-            &|tx| {
-                tx.meta_set("two", "kept")?;
-                Ok(true)
-            },
-        );
+        let (first, second) =
+            two_writes_in_one_group(&backend, &sets("one", "kept", || Ok(true)), &sets("two", "kept", || Ok(true)));
         first.expect("the first write commits");
         second.expect("no panic").expect("the second write commits");
         assert_eq!(commits() - before, 1, "two writes, one commit");
@@ -1395,14 +1392,8 @@ mod tests {
         let before = commits();
         let (first, second) = two_writes_in_one_group(
             &backend,
-            &|tx| {
-                tx.meta_set("first", "kept")?;
-                Ok(true)
-            },
-            &|tx| {
-                tx.meta_set("second", "rolled back")?;
-                Ok(false)
-            },
+            &sets("first", "kept", || Ok(true)),
+            &sets("second", "rolled back", || Ok(false)),
         );
         first.expect("the first write commits");
         second.expect("no panic").expect("a script that rolls back is not an error");
@@ -1412,14 +1403,8 @@ mod tests {
 
         let (first, second) = two_writes_in_one_group(
             &backend,
-            &|tx| {
-                tx.meta_set("third", "failed")?;
-                Err(StoreError::Corrupt("the script fails".into()))
-            },
-            &|tx| {
-                tx.meta_set("fourth", "kept")?;
-                Ok(true)
-            },
+            &sets("third", "failed", || Err(StoreError::Corrupt("the script fails".into()))),
+            &sets("fourth", "kept", || Ok(true)),
         );
         assert!(matches!(first, Err(StoreError::Corrupt(_))), "the first script's own error: {first:?}");
         second.expect("no panic").expect("the second write commits");
@@ -1434,14 +1419,8 @@ mod tests {
         let (_dir, path, backend) = open_scratch();
         let (first, second) = two_writes_in_one_group(
             &backend,
-            &|tx| {
-                tx.meta_set("first", "lost")?;
-                Ok(true)
-            },
-            &|tx| {
-                tx.meta_set("second", "lost")?;
-                panic!("the script panics");
-            },
+            &sets("first", "lost", || Ok(true)),
+            &sets("second", "lost", || panic!("the script panics")),
         );
         assert!(second.is_err(), "the second script panicked");
         assert!(matches!(first, Err(StoreError::GroupCommit(_))), "the first write fails with its group: {first:?}");
@@ -1470,9 +1449,7 @@ mod tests {
     /// attempts are finished, so a full scan would grow with the history.
     #[test]
     fn attempt_queries_search_indexes_instead_of_scanning_every_attempt() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("baton.db");
-        let backend = SqliteBackend::open(&path, Durability::Normal).expect("the store opens");
+        let (_dir, path, backend) = open_scratch();
         for reader in &backend.readers {
             reader
                 .lock()
